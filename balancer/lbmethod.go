@@ -1,0 +1,121 @@
+package balancer
+
+import (
+	"fmt"
+	"sort"
+)
+
+// Method is an lbmethod provider (httpd's proxy_balancer_method): it supplies
+// the is_best comparison used by the chooser and the reset run when a balancer
+// switches to it.
+type Method interface {
+	// Name is the provider name: byrequests, bytraffic or bybusyness.
+	Name() string
+	// Reset is the provider's reset, run when a balancer switches to it.
+	Reset(members []*Member)
+	isBest(c, best *Member, st *selection) bool
+	chosen(winner *Member, st *selection)
+}
+
+// selection is the per-selection scratch state of the lbmethods.
+type selection struct {
+	total int64
+	min   int64
+}
+
+var methods = map[string]Method{
+	"byrequests": byRequests{},
+	"bytraffic":  byTraffic{},
+	"bybusyness": byBusyness{},
+}
+
+// MethodByName returns the lbmethod of that name.
+func MethodByName(name string) (Method, error) {
+	m, ok := methods[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown lbmethod %q (byrequests, bytraffic or bybusyness)", name)
+	}
+	return m, nil
+}
+
+// MethodNames lists the lbmethods.
+func MethodNames() []string {
+	names := make([]string, 0, len(methods))
+	for n := range methods {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// byRequests is mod_lbmethod_byrequests: weighted round robin on lbstatus.
+type byRequests struct{}
+
+func (byRequests) Name() string { return "byrequests" }
+
+func (byRequests) Reset(members []*Member) {
+	for _, m := range members {
+		m.lbstatus = 0
+	}
+}
+
+func (byRequests) isBest(c, best *Member, st *selection) bool {
+	c.lbstatus += int64(c.lbfactor)
+	st.total += int64(c.lbfactor)
+	return best == nil || c.lbstatus > best.lbstatus
+}
+
+func (byRequests) chosen(w *Member, st *selection) { w.lbstatus -= st.total }
+
+// byBusyness is mod_lbmethod_bybusyness: fewest requests in flight, ties broken
+// as byrequests breaks them.
+type byBusyness struct{}
+
+func (byBusyness) Name() string { return "bybusyness" }
+
+func (byBusyness) Reset(members []*Member) {
+	for _, m := range members {
+		m.lbstatus = 0
+		m.busy.Store(0)
+	}
+}
+
+func (byBusyness) isBest(c, best *Member, st *selection) bool {
+	c.lbstatus += int64(c.lbfactor)
+	st.total += int64(c.lbfactor)
+	if best == nil {
+		return true
+	}
+	cb, bb := c.busy.Load(), best.busy.Load()
+	return cb < bb || (cb == bb && c.lbstatus > best.lbstatus)
+}
+
+func (byBusyness) chosen(w *Member, st *selection) { w.lbstatus -= st.total }
+
+// byTraffic is mod_lbmethod_bytraffic: least bytes moved, weighted by lbfactor.
+type byTraffic struct{}
+
+func (byTraffic) Name() string { return "bytraffic" }
+
+func (byTraffic) Reset(members []*Member) {
+	for _, m := range members {
+		m.transfer.Store(0)
+		m.read.Store(0)
+	}
+}
+
+func traffic(m *Member) int64 {
+	f := int64(m.lbfactor)
+	return m.transfer.Load()/f + m.read.Load()/f
+}
+
+func (byTraffic) isBest(c, best *Member, st *selection) bool {
+	t := traffic(c)
+	if best == nil || t < st.min {
+		st.min = t
+		return true
+	}
+	return false
+}
+
+func (byTraffic) chosen(*Member, *selection) {}

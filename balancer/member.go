@@ -1,0 +1,224 @@
+package balancer
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultRetry is PROXY_WORKER_DEFAULT_RETRY: how long a member stays in error
+// (E) before it is tried again.
+const DefaultRetry = 60 * time.Second
+
+// MemberConfig is one BalancerMember as configured.
+type MemberConfig struct {
+	// URL of the member: scheme://host[:port][/path].
+	URL string
+	// LoadFactor ×100 (httpd's lbfactor): 100 (loadfactor=1) … 10000. 0 means 100.
+	LoadFactor int
+	// LBSet is the member's tier, 0…99; lower sets are tried first.
+	LBSet int
+	// Route is the sticky-session route of the member.
+	Route string
+	// Redirect is the route to use for sticky requests when this member is unusable.
+	Redirect string
+	// Status holds the flags given with `status=`, applied to Initialized.
+	Status Status
+	// StatusClear holds flags cleared with `status=-X` (only Initialized matters: httpd
+	// overrides it at init, so it is ignored).
+	StatusClear Status
+	// Retry is how long E lasts before the member is retried; nil means 60s.
+	Retry *time.Duration
+	// Timeout is the member's read timeout (httpd `timeout`); 0 means none of our own.
+	Timeout time.Duration
+	// HealthCheck holds the mod_proxy_hcheck settings.
+	HealthCheck HealthCheck
+}
+
+// HealthCheck is a member's mod_proxy_hcheck configuration.
+type HealthCheck struct {
+	Method   string        `json:"hcmethod,omitempty"`
+	URI      string        `json:"hcuri,omitempty"`
+	Interval time.Duration `json:"hcinterval,omitempty"`
+	Passes   int           `json:"hcpasses,omitempty"`
+	Fails    int           `json:"hcfails,omitempty"`
+	Expr     string        `json:"hcexpr,omitempty"`
+}
+
+// Member is a balancer member (httpd's proxy_worker). Fields without a
+// comment are guarded by the balancer's mutex; counters that are read on the
+// hot path without the lock are atomics.
+type Member struct {
+	b *Balancer
+
+	// name is the normalized URL, httpd's worker name.
+	name     string
+	scheme   string
+	hostname string
+	port     string
+	path     string
+	dial     string
+
+	cfg     MemberConfig // as configured; compared on reload
+	dynamic bool         // added at run time
+
+	lbfactor int
+	lbset    int
+	route    string
+	redirect string
+	status   Status
+	lbstatus int64
+	retry    time.Duration
+	timeout  time.Duration
+	hc       HealthCheck
+	pcount   int
+	fcount   int
+
+	errorTime atomic.Int64 // unix nanoseconds, 0 = never
+	retries   atomic.Int64
+	elected   atomic.Int64
+	busy      atomic.Int64
+	transfer  atomic.Int64 // bytes sent to the member
+	read      atomic.Int64 // bytes read from the member
+}
+
+// NormalizeURL returns httpd's worker name for a member URL and its parts: the
+// scheme and host lower-cased, the scheme's default port dropped, the path kept
+// as written (ap_proxy_define_worker_ex). It returns the dial address host:port.
+func NormalizeURL(raw string) (name, scheme, host, port, path, dial string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", "", "", "", "", "", fmt.Errorf("invalid member URL %q: %v", raw, err)
+	}
+	scheme = strings.ToLower(u.Scheme)
+	var defPort string
+	switch scheme {
+	case "http", "ws", "h2c":
+		defPort = "80"
+	case "https", "wss", "h2":
+		defPort = "443"
+	default:
+		return "", "", "", "", "", "", fmt.Errorf("invalid member URL %q: scheme must be http or https", raw)
+	}
+	if u.Host == "" || u.User != nil || u.Fragment != "" || u.RawQuery != "" || u.Opaque != "" {
+		return "", "", "", "", "", "", fmt.Errorf("invalid member URL %q: want scheme://host[:port][/path]", raw)
+	}
+	host = strings.ToLower(u.Hostname())
+	if host == "" {
+		return "", "", "", "", "", "", fmt.Errorf("invalid member URL %q: no host", raw)
+	}
+	port = u.Port()
+	if port == "" {
+		port = defPort
+	}
+	hostport := host
+	if strings.Contains(host, ":") {
+		hostport = "[" + host + "]"
+	}
+	name = scheme + "://" + hostport
+	if port != defPort {
+		name += ":" + port
+	}
+	path = u.EscapedPath()
+	name += path
+	dial = net.JoinHostPort(host, port)
+	return name, scheme, host, port, path, dial, nil
+}
+
+func newMember(b *Balancer, mc MemberConfig) (*Member, error) {
+	name, scheme, host, port, path, dial, err := NormalizeURL(mc.URL)
+	if err != nil {
+		return nil, err
+	}
+	if err := mc.validate(); err != nil {
+		return nil, err
+	}
+	m := &Member{b: b, name: name, scheme: scheme, hostname: host, port: port, path: path, dial: dial}
+	m.applyConfig(mc)
+	return m, nil
+}
+
+func (mc MemberConfig) validate() error {
+	if mc.LoadFactor != 0 && (mc.LoadFactor < 100 || mc.LoadFactor > 10000) {
+		return fmt.Errorf("loadfactor must be a number between 1..100")
+	}
+	if mc.LBSet < 0 || mc.LBSet > 99 {
+		return fmt.Errorf("lbset must be between 0 and 99")
+	}
+	if len(mc.Route) > 63 {
+		return fmt.Errorf("route must be shorter than 64 characters")
+	}
+	if len(mc.Redirect) > 63 {
+		return fmt.Errorf("redirect must be shorter than 64 characters")
+	}
+	if mc.Retry != nil && *mc.Retry < 0 {
+		return fmt.Errorf("retry must be a positive value")
+	}
+	return nil
+}
+
+// applyConfig (re)sets the configured parameters and the flags.
+func (m *Member) applyConfig(mc MemberConfig) {
+	m.cfg = mc
+	m.lbfactor = mc.LoadFactor
+	if m.lbfactor == 0 {
+		m.lbfactor = 100
+	}
+	m.lbset = mc.LBSet
+	m.route = mc.Route
+	m.redirect = mc.Redirect
+	m.status = Initialized | mc.Status
+	m.retry = DefaultRetry
+	if mc.Retry != nil {
+		m.retry = *mc.Retry
+	}
+	m.timeout = mc.Timeout
+	m.hc = mc.HealthCheck
+}
+
+// Name is the normalized member URL (httpd's worker name).
+func (m *Member) Name() string { return m.name }
+
+// Dial is the member's host:port.
+func (m *Member) Dial() string { return m.dial }
+
+// Scheme is http or https.
+func (m *Member) Scheme() string { return m.scheme }
+
+// Path is the URL path of the member, prefixed to every proxied path; may be empty.
+func (m *Member) Path() string { return m.path }
+
+// Timeout is the member's own read timeout, 0 if none.
+func (m *Member) Timeout() time.Duration { return m.timeout }
+
+// Balancer returns the member's balancer.
+func (m *Member) Balancer() *Balancer { return m.b }
+
+// AddTraffic counts bytes sent to (to) and read from (from) the member, for
+// bytraffic and the manager's To/From columns.
+func (m *Member) AddTraffic(to, from int64) {
+	if to != 0 {
+		m.transfer.Add(to)
+	}
+	if from != 0 {
+		m.read.Add(from)
+	}
+}
+
+func (m *Member) isUsable() bool { return m.status.Usable() }
+
+// retryWorker is ap_proxy_retry_worker: lift E when the member is examined, if
+// it is not stopped and either ignores errors or its retry period has passed
+// (strictly). Caller holds the lock.
+func (m *Member) retryWorker(now time.Time) {
+	if m.status&InError == 0 || m.status&Stopped != 0 {
+		return
+	}
+	if m.status&IgnoreErrors != 0 || now.UnixNano() > m.errorTime.Load()+int64(m.retry) {
+		m.status &^= InError
+		m.retries.Add(1)
+	}
+}
