@@ -90,12 +90,55 @@ type Handler struct {
 	// Default: random at first start.
 	Nonce *string `json:"nonce,omitempty"`
 
+	// RouteCookie, when set, makes the balancer send
+	// `Set-Cookie: <stickysession cookie>=.<route>; <attributes>` whenever the
+	// route changed, the job of httpd's `Header add Set-Cookie
+	// "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/" env=BALANCER_ROUTE_CHANGED`.
+	RouteCookie *RouteCookie `json:"route_cookie,omitempty"`
+
+	// ProxyPassReverse rewrites Location, Content-Location, URI and Destination
+	// response headers that point at any member to the front end, as httpd's
+	// `ProxyPassReverse <prefix> balancer://name<path>`.
+	ProxyPassReverse *ProxyPassReverse `json:"proxy_pass_reverse,omitempty"`
+
+	// ProxyPassReverseCookieDomain rewrites the domain of Set-Cookie
+	// (httpd's ProxyPassReverseCookieDomain), first matching rule wins.
+	ProxyPassReverseCookieDomain []CookieRewrite `json:"proxy_pass_reverse_cookie_domain,omitempty"`
+
+	// ProxyPassReverseCookiePath rewrites the path of Set-Cookie
+	// (httpd's ProxyPassReverseCookiePath), first matching rule wins.
+	ProxyPassReverseCookiePath []CookieRewrite `json:"proxy_pass_reverse_cookie_path,omitempty"`
+
 	// Members of the balancer, in configuration order.
 	Members []Member `json:"members,omitempty"`
 
 	bal    *balancer.Balancer
 	entry  *registryEntry
 	logger *zap.Logger
+}
+
+// RouteCookie configures the route cookie.
+type RouteCookie struct {
+	// Attributes follow the value, e.g. "path=/; HttpOnly". Default "path=/".
+	Attributes string `json:"attributes,omitempty"`
+}
+
+// ProxyPassReverse is one httpd `ProxyPassReverse <prefix> balancer://name<path>`.
+type ProxyPassReverse struct {
+	// Prefix is the public path the member URLs map to (httpd's first
+	// argument). Default "/" .
+	Prefix string `json:"prefix,omitempty"`
+	// Path is the part after the balancer name in httpd's second argument
+	// (balancer://name/sub → "/sub"); it must follow the member URL.
+	Path string `json:"path,omitempty"`
+}
+
+// CookieRewrite is one ProxyPassReverseCookieDomain/Path rule.
+type CookieRewrite struct {
+	// Internal is the domain or path the member sets.
+	Internal string `json:"internal"`
+	// Public replaces the whole attribute value when Internal is its prefix.
+	Public string `json:"public"`
 }
 
 // Member is one httpd BalancerMember.
