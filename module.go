@@ -113,6 +113,7 @@ type Handler struct {
 	Members []Member `json:"members,omitempty"`
 
 	bal    *balancer.Balancer
+	rmap   *reverseMapper
 	entry  *registryEntry
 	logger *zap.Logger
 }
@@ -312,6 +313,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.Transport = newMemberTransport(h.Transport)
+	h.rmap = h.reverseMapper()
 	return nil
 }
 

@@ -31,6 +31,8 @@ type requestState struct {
 	origPath, origRawPath string
 	pathSaved             bool
 
+	frontScheme, frontHost string
+
 	connectFailed bool
 	timedOut      bool
 	status        int
@@ -45,6 +47,12 @@ var statePool = sync.Pool{New: func() any { return new(requestState) }}
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	st := statePool.Get().(*requestState)
 	st.h = h
+	if h.rmap != nil {
+		st.frontScheme, st.frontHost = "http", r.Host
+		if r.TLS != nil {
+			st.frontScheme = "https"
+		}
+	}
 	caddyhttp.SetVar(r.Context(), stateVarKey, st)
 	defer h.finish(st, r)
 
@@ -135,10 +143,9 @@ func stickyURL(name string, r *http.Request) string {
 
 // setPlaceholders sets {http.balancer.*}, httpd's BALANCER_* variables.
 func setPlaceholders(repl *caddy.Replacer, b *balancer.Balancer, p balancer.Pick) {
-	st := p.Member.State()
 	repl.Set("http.balancer.name", "balancer://"+b.Name())
 	repl.Set("http.balancer.worker_name", p.Member.Name())
-	repl.Set("http.balancer.worker_route", st.Route)
+	repl.Set("http.balancer.worker_route", p.WorkerRoute)
 	if p.RouteChanged {
 		repl.Set("http.balancer.route_changed", "1")
 	} else {
@@ -212,6 +219,15 @@ func (t *memberTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	m.ConnectOK()
 	st.status = resp.StatusCode
+	h := st.h
+	if h.RouteCookie != nil && st.pick.RouteChanged {
+		if c := routeCookie(h.RouteCookie, h.bal.StickyCookie(), st.pick.WorkerRoute); c != "" {
+			resp.Header.Add("Set-Cookie", c)
+		}
+	}
+	if h.rmap != nil {
+		h.rmap.apply(resp, h.bal, st.frontScheme, st.frontHost)
+	}
 	m.AddTraffic(sent, int64(len(resp.Proto)+1+len(resp.Status)))
 	resp.Body = &countingBody{ReadCloser: resp.Body, m: m, done: timer}
 	return resp, nil
