@@ -106,7 +106,9 @@ func (s Status) Letters() string {
 // "status"): walking left to right, '+' switches to setting, '-' to clearing,
 // and every other character is a flag letter (case-insensitive) set or cleared
 // in the current mode; the mode starts as setting. An unknown letter, or a value
-// ending in '+' or '-', is an error. An empty value changes nothing.
+// ending in '+' or '-', is an error. httpd hands the character after a sign
+// straight to ap_proxy_set_wstatus, so two signs in a row ("+-H") are an error
+// as well. An empty value changes nothing.
 func ParseStatus(value string, cur Status) (Status, error) {
 	set := true
 	for i := 0; i < len(value); i++ {
@@ -117,10 +119,16 @@ func ParseStatus(value string, cur Status) (Status, error) {
 			if i == len(value)-1 {
 				return cur, fmt.Errorf("unknown status parameter option %q: ends with '+'", value)
 			}
+			if n := value[i+1]; n == '+' || n == '-' {
+				return cur, fmt.Errorf("unknown status parameter option %q: a flag letter must follow '+'", value)
+			}
 		case '-':
 			set = false
 			if i == len(value)-1 {
 				return cur, fmt.Errorf("unknown status parameter option %q: ends with '-'", value)
+			}
+			if n := value[i+1]; n == '+' || n == '-' {
+				return cur, fmt.Errorf("unknown status parameter option %q: a flag letter must follow '-'", value)
 			}
 		default:
 			f, ok := FlagForLetter(c)
