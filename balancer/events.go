@@ -1,0 +1,79 @@
+package balancer
+
+import "sync/atomic"
+
+// Reasons for a member's status change, passed to the OnStatusChange hook.
+const (
+	ReasonManager        = "manager"         // balancer-manager form
+	ReasonAPI            = "api"             // JSON admin API
+	ReasonHealthCheck    = "healthcheck"     // mod_proxy_hcheck state machine
+	ReasonConnectFailure = "connect_failure" // connection to the member failed (E set)
+	ReasonRetry          = "retry"           // retry period over, E lifted on examination
+	ReasonForcedRecovery = "forced_recovery" // every member in error, E lifted on all
+	ReasonFailOnStatus   = "failonstatus"    // response status listed in failonstatus
+	ReasonFailOnTimeout  = "failontimeout"   // member timed out with failontimeout on
+)
+
+// StatusChangeFunc is told about a member's status change: its flags before
+// and after, and why (one of the Reason constants). It is called after the
+// balancer's lock has been released, in the goroutine that made the change,
+// so it may call the balancer's methods.
+type StatusChangeFunc func(m *Member, old, new Status, reason string)
+
+// StatusChange is one recorded change, waiting to be reported.
+type StatusChange struct {
+	Member   *Member
+	Old, New Status
+	Reason   string
+}
+
+// eventState is the balancer's part of status-change reporting: the hook and
+// the changes made in the current locked section (guarded by the balancer's mu).
+type eventState struct {
+	hook    atomic.Pointer[StatusChangeFunc]
+	pending []StatusChange
+}
+
+// SetOnStatusChange installs fn (nil removes it) as the balancer's
+// OnStatusChange hook: it is called after every change of a member's status
+// flags made by the engine, with the reason. Safe to call at any time.
+func (b *Balancer) SetOnStatusChange(fn StatusChangeFunc) {
+	if fn == nil {
+		b.ev.hook.Store(nil)
+		return
+	}
+	b.ev.hook.Store(&fn)
+}
+
+// noteChange records that m's status went from old to its current value, for
+// the hook. Caller holds the lock and must release it with unlock. It costs
+// nothing when no hook is installed or nothing changed.
+func (b *Balancer) noteChange(m *Member, old Status, reason string) {
+	if m.status == old || b.ev.hook.Load() == nil {
+		return
+	}
+	b.ev.pending = append(b.ev.pending, StatusChange{Member: m, Old: old, New: m.status, Reason: reason})
+}
+
+// unlock releases the balancer's lock, then reports the changes recorded while
+// it was held.
+func (b *Balancer) unlock() {
+	if len(b.ev.pending) == 0 {
+		b.mu.Unlock()
+		return
+	}
+	changes := b.ev.pending
+	b.ev.pending = nil
+	b.mu.Unlock()
+	b.fire(changes)
+}
+
+func (b *Balancer) fire(changes []StatusChange) {
+	fn := b.ev.hook.Load()
+	if fn == nil {
+		return
+	}
+	for _, c := range changes {
+		(*fn)(c.Member, c.Old, c.New, c.Reason)
+	}
+}
