@@ -112,10 +112,17 @@ type Handler struct {
 	// Members of the balancer, in configuration order.
 	Members []Member `json:"members,omitempty"`
 
-	bal    *balancer.Balancer
-	rmap   *reverseMapper
-	entry  *registryEntry
-	logger *zap.Logger
+	bal  *balancer.Balancer
+	rmap *reverseMapper
+	// memberHost: send the member's host as Host, as httpd does by default
+	// (ProxyPreserveHost Off), unless the user sets Host with header_up.
+	memberHost bool
+	entry      *registryEntry
+	logger     *zap.Logger
+
+	// rpProvisioned: the embedded reverse_proxy's Provision was called, so
+	// its Cleanup may be (it panics on an unprovisioned handler).
+	rpProvisioned bool
 }
 
 // RouteCookie configures the route cookie.
@@ -305,16 +312,32 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.entry, h.bal = entry, entry.bal
+	h.setupPersistence(ctx) // persist.go: BalancerPersist
 
 	h.DynamicUpstreams = memberSource{h}
 	h.LoadBalancing = &reverseproxy.LoadBalancing{SelectionPolicy: pickedSelector{}}
+	h.rpProvisioned = true
 	if err := h.Handler.Provision(ctx); err != nil {
 		releaseBalancer(entry)
+		h.entry = nil // Caddy calls Cleanup after a failed Provision: release once
 		return err
 	}
 	h.Transport = newMemberTransport(h.Transport)
 	h.rmap = h.reverseMapper()
-	return nil
+	h.memberHost = !h.setsHostHeader()
+	return h.provisionExtras(ctx)
+}
+
+// setsHostHeader reports whether header_up sets the Host header.
+func (h *Handler) setsHostHeader() bool {
+	if h.Headers == nil || h.Headers.Request == nil {
+		return false
+	}
+	ops := h.Headers.Request
+	if ops.Set.Get("Host") != "" || ops.Add.Get("Host") != "" {
+		return true
+	}
+	return len(ops.Replace["Host"]) > 0
 }
 
 // defines reports whether this block defines the balancer (it has members or
@@ -329,6 +352,10 @@ func (h *Handler) defines() bool {
 func (h *Handler) Cleanup() error {
 	if h.entry != nil {
 		releaseBalancer(h.entry)
+		h.entry = nil
+	}
+	if !h.rpProvisioned {
+		return nil // Provision failed before the embedded reverse_proxy was set up
 	}
 	return h.Handler.Cleanup()
 }

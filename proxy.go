@@ -4,9 +4,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -33,6 +33,9 @@ type requestState struct {
 
 	frontScheme, frontHost string
 
+	// respBody is the last answer's body; closing it ends the member's part.
+	respBody *countingBody
+
 	connectFailed bool
 	timedOut      bool
 	status        int
@@ -56,7 +59,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	caddyhttp.SetVar(r.Context(), stateVarKey, st)
 	defer h.finish(st, r)
 
-	maxAttempts := h.bal.MaxAttempts()
 	var err error
 	for attempts := 0; ; attempts++ {
 		st.connectFailed, st.timedOut, st.status = false, false, 0
@@ -66,12 +68,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		// The connection failed. httpd fails over only if that put the member
 		// in error (not with status I) and attempts remain.
-		if st.member.Usable() || attempts >= maxAttempts {
+		if st.member.Usable() || attempts >= h.bal.MaxAttempts() {
 			break
 		}
 	}
 	if err != nil && st.connectFailed {
-		// httpd answers a request whose members could not be reached with 503.
+		// httpd answers a request whose members could not be reached with 503;
+		// reverse_proxy made it a 502, which caddyhttp.Error would keep.
+		var he caddyhttp.HandlerError
+		if errors.As(err, &he) {
+			he.StatusCode = http.StatusServiceUnavailable
+			return he
+		}
 		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}
 	return err
@@ -83,7 +91,11 @@ func (h *Handler) finish(st *requestState, r *http.Request) {
 	if st.member != nil && !st.connectFailed {
 		st.member.PostRequest(st.status, st.timedOut)
 	}
-	for _, m := range st.picked {
+	for i, m := range st.picked {
+		if i == len(st.picked)-1 && st.respBody != nil {
+			st.respBody.release()
+			continue
+		}
 		m.Release()
 	}
 	caddyhttp.SetVar(r.Context(), stateVarKey, nil)
@@ -180,12 +192,14 @@ func (t *memberTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	m := st.member
 	req.URL.Scheme = m.Scheme()
+	if st.h.memberHost {
+		req.Host = m.HostHeader()
+	}
 	if p := m.Path(); p != "" {
 		if !st.pathSaved {
 			st.origPath, st.origRawPath, st.pathSaved = req.URL.Path, req.URL.RawPath, true
 		}
-		dec, _ := url.PathUnescape(p)
-		req.URL.Path = dec + st.origPath
+		req.URL.Path = m.DecodedPath() + st.origPath
 		if st.origRawPath != "" {
 			req.URL.RawPath = p + st.origRawPath
 		} else {
@@ -229,7 +243,9 @@ func (t *memberTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		h.rmap.apply(resp, h.bal, st.frontScheme, st.frontHost)
 	}
 	m.AddTraffic(sent, int64(len(resp.Proto)+1+len(resp.Status)))
-	resp.Body = &countingBody{ReadCloser: resp.Body, m: m, done: timer}
+	cb := &countingBody{ReadCloser: resp.Body, m: m, done: timer}
+	st.respBody = cb
+	resp.Body = cb
 	return resp, nil
 }
 
@@ -250,6 +266,17 @@ type countingBody struct {
 	m    *balancer.Member
 	to   bool
 	done *headerTimer
+	// released: the member's busy count was decremented for this answer.
+	released atomic.Bool
+}
+
+// release ends the member's part in the request, once. It runs when the
+// answer's body is closed, before the response is flushed to the client, so a
+// client's next request sees the member idle again (bybusyness).
+func (c *countingBody) release() {
+	if c.released.CompareAndSwap(false, true) {
+		c.m.Release()
+	}
 }
 
 func (c *countingBody) Read(p []byte) (int, error) {
@@ -266,6 +293,9 @@ func (c *countingBody) Read(p []byte) (int, error) {
 
 func (c *countingBody) Close() error {
 	err := c.ReadCloser.Close()
+	if !c.to {
+		c.release()
+	}
 	if c.done != nil {
 		c.done.cancel()
 	}

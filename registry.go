@@ -26,6 +26,9 @@ type registryEntry struct {
 	// in the same load must agree with it.
 	definedIn <-chan struct{}
 	cfg       balancer.Config
+
+	// rt runs the health checker and reports status changes (events.go).
+	rt entryRuntime
 }
 
 // acquireBalancer returns the balancer of that name, creating it, or
@@ -71,7 +74,10 @@ func releaseBalancer(e *registryEntry) {
 }
 
 // Destruct is called when no config uses the balancer any more.
-func (e *registryEntry) Destruct() error { return nil }
+func (e *registryEntry) Destruct() error {
+	e.destroy()
+	return nil
+}
 
 // lookupBalancer finds a live balancer by name, for the manager and admin API.
 func lookupBalancer(name string) *balancer.Balancer {

@@ -75,6 +75,9 @@ type Balancer struct {
 	maxMembers         int
 	nonce              string
 
+	// ev holds the OnStatusChange hook and the changes to report (events.go).
+	ev eventState
+
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 }
@@ -274,6 +277,8 @@ type Pick struct {
 	StickyName string
 	Route      string
 	HasRoute   bool
+	// WorkerRoute is BALANCER_WORKER_ROUTE, the chosen member's route.
+	WorkerRoute string
 }
 
 // Pick selects a member for one attempt of a request, as
@@ -296,14 +301,15 @@ func (b *Balancer) Pick(ctx context.Context, req *Request) (Pick, error) {
 					m.elected.Add(1)
 					m.busy.Add(1)
 					p.Member = m
+					p.WorkerRoute = m.route
 					p.RouteChanged = m.route != route
-					b.mu.Unlock()
+					b.unlock()
 					return p, nil
 				}
 				if b.nofailover {
 					for _, m := range b.members {
 						if m.route == route {
-							b.mu.Unlock()
+							b.unlock()
 							return p, ErrNoFailover
 						}
 					}
@@ -312,10 +318,16 @@ func (b *Balancer) Pick(ctx context.Context, req *Request) (Pick, error) {
 		}
 	}
 	m := b.choose(now)
+	if m != nil {
+		p.WorkerRoute = m.route
+	}
 	timeout := b.timeout
-	b.mu.Unlock()
+	b.unlock()
 	if m == nil && timeout > 0 {
 		m = b.waitForMember(ctx, timeout)
+		if m != nil {
+			p.WorkerRoute = m.Route()
+		}
 	}
 	if m == nil {
 		return p, ErrNoMember
@@ -344,7 +356,7 @@ func (b *Balancer) waitForMember(ctx context.Context, timeout time.Duration) *Me
 		}
 		b.mu.Lock()
 		m := b.choose(b.Now())
-		b.mu.Unlock()
+		b.unlock()
 		if m != nil {
 			return m
 		}
@@ -375,16 +387,16 @@ func (b *Balancer) stickyUpdate(sticky *Member) {
 	sticky.lbstatus -= total
 }
 
-// forcedRecovery is force_recovery (mod_proxy_balancer.c): when every member
-// is in error, try the retry rule on each in order; if all stay in error and
+// forcedRecovery is force_recovery (mod_proxy_balancer.c): walk the members in
+// order; a member without E ends the walk, a member with E gets the retry rule
+// and ends the walk if that lifts it (so members before the first healthy one
+// are retried too). If the walk finds every member still in error and
 // forcerecovery is on, lift E on all of them.
 func (b *Balancer) forcedRecovery(now time.Time) {
 	for _, m := range b.members {
 		if m.status&InError == 0 {
 			return
 		}
-	}
-	for _, m := range b.members {
 		m.retryWorker(now)
 		if m.status&InError == 0 {
 			return
@@ -392,8 +404,10 @@ func (b *Balancer) forcedRecovery(now time.Time) {
 	}
 	if b.forceRecovery && len(b.members) > 0 {
 		for _, m := range b.members {
+			old := m.status
 			m.status &^= InError
 			m.retries.Add(1)
+			b.noteChange(m, old, ReasonForcedRecovery)
 		}
 	}
 }
@@ -414,10 +428,12 @@ func (m *Member) Release() {
 func (m *Member) ConnectFailed() (usable bool) {
 	b := m.b
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	defer b.unlock()
 	if m.status&IgnoreErrors == 0 {
+		old := m.status
 		m.status |= InError
 		m.errorTime.Store(b.Now().UnixNano())
+		b.noteChange(m, old, ReasonConnectFailure)
 	}
 	return m.isUsable()
 }
@@ -438,7 +454,7 @@ func (m *Member) ConnectOK() {
 func (m *Member) PostRequest(status int, timedOut bool) {
 	b := m.b
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	defer b.unlock()
 	if m.status&IgnoreErrors != 0 {
 		return
 	}
@@ -449,8 +465,14 @@ func (m *Member) PostRequest(status int, timedOut bool) {
 		}
 	}
 	if fail {
+		old := m.status
 		m.status |= InError
 		m.errorTime.Store(b.Now().UnixNano())
+		reason := ReasonFailOnStatus
+		if timedOut && b.failOnTimeout {
+			reason = ReasonFailOnTimeout
+		}
+		b.noteChange(m, old, reason)
 	}
 }
 
@@ -466,4 +488,18 @@ func (b *Balancer) Sticky() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.sticky != ""
+}
+
+// StickyCookie is the sticky session cookie name, "" if none.
+func (b *Balancer) StickyCookie() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sticky
+}
+
+// Route is the member's route.
+func (m *Member) Route() string {
+	m.b.mu.Lock()
+	defer m.b.mu.Unlock()
+	return m.route
 }

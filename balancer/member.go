@@ -60,6 +60,8 @@ type Member struct {
 	hostname string
 	port     string
 	path     string
+	pathDec  string
+	hostHdr  string
 	dial     string
 
 	cfg     MemberConfig // as configured; compared on reload
@@ -76,6 +78,7 @@ type Member struct {
 	hc       HealthCheck
 	pcount   int
 	fcount   int
+	hcs      hcState // health-check bookkeeping (hcheck.go)
 
 	errorTime atomic.Int64 // unix nanoseconds, 0 = never
 	retries   atomic.Int64
@@ -137,6 +140,8 @@ func newMember(b *Balancer, mc MemberConfig) (*Member, error) {
 		return nil, err
 	}
 	m := &Member{b: b, name: name, scheme: scheme, hostname: host, port: port, path: path, dial: dial}
+	m.pathDec, _ = url.PathUnescape(path)
+	m.hostHdr = strings.TrimPrefix(name[:len(name)-len(path)], scheme+"://")
 	m.applyConfig(mc)
 	return m, nil
 }
@@ -157,7 +162,7 @@ func (mc MemberConfig) validate() error {
 	if mc.Retry != nil && *mc.Retry < 0 {
 		return fmt.Errorf("retry must be a positive value")
 	}
-	return nil
+	return mc.HealthCheck.Validate()
 }
 
 // applyConfig (re)sets the configured parameters and the flags.
@@ -191,6 +196,13 @@ func (m *Member) Scheme() string { return m.scheme }
 // Path is the URL path of the member, prefixed to every proxied path; may be empty.
 func (m *Member) Path() string { return m.path }
 
+// HostHeader is the Host header httpd sends to the member (ProxyPreserveHost
+// Off): its host, with the port unless it is the scheme's default.
+func (m *Member) HostHeader() string { return m.hostHdr }
+
+// DecodedPath is Path with its %-escapes decoded.
+func (m *Member) DecodedPath() string { return m.pathDec }
+
 // Timeout is the member's own read timeout, 0 if none.
 func (m *Member) Timeout() time.Duration { return m.timeout }
 
@@ -218,7 +230,9 @@ func (m *Member) retryWorker(now time.Time) {
 		return
 	}
 	if m.status&IgnoreErrors != 0 || now.UnixNano() > m.errorTime.Load()+int64(m.retry) {
+		old := m.status
 		m.status &^= InError
 		m.retries.Add(1)
+		m.b.noteChange(m, old, ReasonRetry)
 	}
 }
