@@ -123,10 +123,9 @@ func (s memberSource) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, e
 	pick, err := b.Pick(r.Context(), req)
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if err != nil {
-		if repl != nil && pick.HasRoute {
-			repl.Set("http.balancer.session_sticky", pick.StickyName)
-			repl.Set("http.balancer.session_route", pick.Route)
-		}
+		// httpd answers 503 (nofailover, no usable member) before it sets
+		// any BALANCER_* variable: an earlier attempt's values remain, a
+		// first attempt leaves none (spec §3.1 steps 5, 6 and 8; §3.5).
 		st.member = nil
 		return nil, nil
 	}

@@ -1,0 +1,408 @@
+package caddybalancer
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// This file runs real Apache httpd 2.4 (/usr/sbin/apache2 -X) next to the
+// in-process Caddy, so that a test can send the same requests to both front
+// ends in the same run and compare the answers (the approach of
+// conformance/httpd_test.go, for root-package tests).
+
+// oracleApache2 is the httpd binary; CONFORMANCE_APACHE2 overrides it, as for
+// the conformance suite.
+func oracleApache2() string {
+	if p := os.Getenv("CONFORMANCE_APACHE2"); p != "" {
+		return p
+	}
+	return "/usr/sbin/apache2"
+}
+
+func oracleModulesDir() string {
+	if p := os.Getenv("CONFORMANCE_APACHE2_MODULES"); p != "" {
+		return p
+	}
+	return "/usr/lib/apache2/modules"
+}
+
+// oracleModules are loaded in this order (log_config and unixd are built into
+// Debian's apache2).
+var oracleModules = []struct{ name, file string }{
+	{"mpm_event_module", "mod_mpm_event.so"},
+	{"authz_core_module", "mod_authz_core.so"},
+	{"headers_module", "mod_headers.so"},
+	{"alias_module", "mod_alias.so"},
+	{"slotmem_shm_module", "mod_slotmem_shm.so"},
+	{"proxy_module", "mod_proxy.so"},
+	{"proxy_http_module", "mod_proxy_http.so"},
+	{"proxy_balancer_module", "mod_proxy_balancer.so"},
+	{"lbmethod_byrequests_module", "mod_lbmethod_byrequests.so"},
+	{"lbmethod_bytraffic_module", "mod_lbmethod_bytraffic.so"},
+	{"lbmethod_bybusyness_module", "mod_lbmethod_bybusyness.so"},
+}
+
+// oracleHTTPD is one running `apache2 -f CONF -X`.
+type oracleHTTPD struct {
+	dir    string
+	Port   int
+	Addr   string // 127.0.0.1:port
+	cmd    *exec.Cmd
+	exited chan struct{}
+	mu     sync.Mutex
+	out    bytes.Buffer
+}
+
+// Write collects httpd's stdout and stderr.
+func (h *oracleHTTPD) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.out.Write(p)
+}
+
+// requireHTTPD skips the test when the httpd binary is not installed.
+func requireHTTPD(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat(oracleApache2()); err != nil {
+		t.Skipf("httpd oracle: %s not available: %v", oracleApache2(), err)
+	}
+}
+
+// startOracleHTTPD writes a standalone httpd config (ServerRoot, modules,
+// user, Listen on a free loopback port, logs in a temporary directory) around
+// body, the test's own directives, runs httpd in the foreground as a single
+// process and waits until it answers. It is stopped at the end of the test.
+// body may use {{PORT}} for the port httpd listens on.
+func startOracleHTTPD(t testing.TB, body string) *oracleHTTPD {
+	t.Helper()
+	requireHTTPD(t)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil { // httpd may switch to nobody
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	h := &oracleHTTPD{dir: dir, Port: port, Addr: fmt.Sprintf("127.0.0.1:%d", port), exited: make(chan struct{})}
+
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	p("ServerRoot %q", dir)
+	p("ServerName 127.0.0.1")
+	p("PidFile %q", filepath.Join(dir, "httpd.pid"))
+	p("DefaultRuntimeDir %q", dir)
+	p("ErrorLog %q", filepath.Join(dir, "error.log"))
+	p("LogLevel warn")
+	for _, m := range oracleModules {
+		p("LoadModule %s %q", m.name, filepath.Join(oracleModulesDir(), m.file))
+	}
+	// As root httpd refuses to keep uid 0 and switches to User.
+	if os.Geteuid() == 0 {
+		p("User #65534")
+		p("Group #65534")
+	} else {
+		p("User #%d", os.Geteuid())
+		p("Group #%d", os.Getegid())
+	}
+	p("Listen 127.0.0.1:%d", port)
+	p("Timeout 10")
+	p("KeepAlive Off")
+	p("")
+	b.WriteString(strings.ReplaceAll(body, "{{PORT}}", fmt.Sprint(port)))
+	conf := filepath.Join(dir, "httpd.conf")
+	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	h.cmd = exec.Command(oracleApache2(), "-f", conf, "-X")
+	h.cmd.Dir = dir
+	h.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"}
+	h.cmd.Stdout, h.cmd.Stderr = h, h
+	h.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := h.cmd.Start(); err != nil {
+		t.Fatalf("starting httpd: %v", err)
+	}
+	go func() { _ = h.cmd.Wait(); close(h.exited) }()
+	t.Cleanup(h.stop)
+
+	// Wait until httpd answers anything (a 404 for a path nobody handles).
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		select {
+		case <-h.exited:
+			t.Fatalf("httpd exited at start: %s\n%s\n%s\nconfig:\n%s", h.cmd.ProcessState, h.output(), h.ErrorLog(), b.String())
+		default:
+		}
+		c, err := net.DialTimeout("tcp", h.Addr, time.Second)
+		if err == nil {
+			fmt.Fprintf(c, "GET /__oracle_ready__ HTTP/1.0\r\n\r\n")
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			line, rerr := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if rerr == nil && strings.HasPrefix(line, "HTTP/") {
+				return h
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("httpd did not answer on %s: %v\n%s", h.Addr, err, h.ErrorLog())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (h *oracleHTTPD) output() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.out.String()
+}
+
+// ErrorLog returns httpd's error log so far.
+func (h *oracleHTTPD) ErrorLog() string {
+	b, err := os.ReadFile(filepath.Join(h.dir, "error.log"))
+	if err != nil {
+		return fmt.Sprintf("(%v)", err)
+	}
+	return string(b)
+}
+
+// stop terminates httpd (the process this test started) and waits for it.
+func (h *oracleHTTPD) stop() {
+	select {
+	case <-h.exited:
+		return
+	default:
+	}
+	_ = h.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-h.exited:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-h.cmd.Process.Pid, syscall.SIGKILL)
+		<-h.exited
+	}
+}
+
+// rawGet sends "GET <target> HTTP/1.1" to addr with exactly the given request
+// target (no client-side normalisation or escaping, so that ';', '%2E' and
+// '%3B' reach the front end as written) and the given "Name: value" header
+// lines, in order (two Cookie lines stay two header lines). Host defaults to
+// addr unless a Host line is given.
+func rawGet(t testing.TB, addr, target string, headers ...string) result {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("GET %s%s: %v", addr, target, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\n", target)
+	hasHost := false
+	for _, h := range headers {
+		if k, _, _ := strings.Cut(h, ":"); strings.EqualFold(strings.TrimSpace(k), "Host") {
+			hasHost = true
+		}
+	}
+	if !hasHost {
+		fmt.Fprintf(&b, "Host: %s\r\n", addr)
+	}
+	for _, h := range headers {
+		b.WriteString(h)
+		b.WriteString("\r\n")
+	}
+	b.WriteString("Connection: close\r\n\r\n")
+	if _, err := io.WriteString(c, b.String()); err != nil {
+		t.Fatalf("GET %s%s: %v", addr, target, err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("GET %s%s: reading the answer: %v", addr, target, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return result{Status: resp.StatusCode, Backend: resp.Header.Get("X-Backend"), Body: string(body), Header: resp.Header}
+}
+
+// namedBackend starts a real loopback HTTP server that answers with
+// X-Backend: name and calls h (if not nil) for the rest of the answer.
+func namedBackend(t testing.TB, name string, h http.HandlerFunc) *backend {
+	t.Helper()
+	b := &backend{Name: name, handler: h}
+	b.srv = httptest.NewServer(b)
+	b.URL = b.srv.URL
+	b.Port = b.srv.Listener.Addr().(*net.TCPAddr).Port
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+// TestOracleSticky runs every row of spec §4.5 and §4.6 (e2e_sticky_test.go)
+// through real httpd and through Caddy in the same run, against the same
+// backends: httpd's answer (which backend, the six BALANCER_* variables, the
+// §4.7 route cookie) must be the spec's, and ours must be httpd's.
+func TestOracleSticky(t *testing.T) {
+	requireHTTPD(t)
+	s := newStickySetup(t)
+	hd := startOracleHTTPD(t, s.httpdConf())
+	port := freePort(t)
+	loadCaddyfile(t, s.caddyfile(port))
+	fromHTTPD := s.run(t, hd.Addr)
+	ours := s.run(t, fmt.Sprintf("127.0.0.1:%d", port))
+	compared := 0
+	for i, c := range s.cases {
+		for j, q := range c.reqs {
+			h, o := fromHTTPD[i][j], ours[i][j]
+			if want := s.expected(i, q, h); h != want {
+				t.Errorf("httpd differs from the spec: %s\n httpd %v\n spec  %v", s.describe(i, j), h, want)
+			}
+			if o != h {
+				t.Errorf("Caddy differs from httpd: %s\n ours  %v\n httpd %v", s.describe(i, j), o, h)
+			}
+			compared++
+		}
+	}
+	t.Logf("%d requests of %d rows compared with %s", compared, len(s.cases), oracleApache2())
+	if t.Failed() {
+		t.Logf("httpd error log:\n%s", hd.ErrorLog())
+	}
+}
+
+// TestOracleReverse sends the ProxyPassReverse rows of e2e_reverse_test.go
+// (spec §9.2, §9.3, the pr45434 case, §3.2's member paths) to real httpd and
+// to Caddy in the same run. httpd's answers must be the spec's, and ours
+// httpd's, after writing each front end's own address as {FRONT}.
+func TestOracleReverse(t *testing.T) {
+	requireHTTPD(t)
+	s := newReverseSetup(t)
+	hd := startOracleHTTPD(t, s.httpdConf())
+	port := freePort(t)
+	loadCaddyfile(t, s.caddyfile(port))
+	ours := fmt.Sprintf("127.0.0.1:%d", port)
+	compared := 0
+
+	for _, row := range reverseRows {
+		h, o := s.runRow(t, hd.Addr, row), s.runRow(t, ours, row)
+		if want := s.wantRow(row, h.Backend); h != want {
+			t.Errorf("httpd differs from the spec: %s: GET %s (Host %q)\n httpd %+v\n spec  %+v", row.spec, row.path, row.host, h, want)
+		}
+		if o != h {
+			t.Errorf("Caddy differs from httpd: %s: GET %s (Host %q)\n ours  %+v\n httpd %+v", row.spec, row.path, row.host, o, h)
+		}
+		compared++
+	}
+
+	for i, row := range cookieRows {
+		h, o := cookieAnswer(t, hd.Addr, i), cookieAnswer(t, ours, i)
+		if len(h) == 0 || h[0] != row.want {
+			t.Errorf("httpd differs from the spec: %s: member sets %q: httpd %q, spec %q", row.path, row.in, h, row.want)
+		}
+		if strings.Join(o, "\n") != strings.Join(h, "\n") {
+			t.Errorf("Caddy differs from httpd: %s: member sets %q\n ours  %q\n httpd %q", row.path, row.in, o, h)
+		}
+		compared++
+	}
+
+	pr := func(addr string) string {
+		r := rawGet(t, addr, "/pr45434/redirect-me")
+		return fmt.Sprintf("%d %s", r.Status, strings.ReplaceAll(r.Header.Get("Location"), addr, "{FRONT}"))
+	}
+	if h, o := pr(hd.Addr), pr(ours); h != "301 http://{FRONT}/pr45434/5.html" || o != h {
+		t.Errorf("pr45434: GET /pr45434/redirect-me: httpd %q, ours %q, spec %q", h, o, "301 http://{FRONT}/pr45434/5.html")
+	}
+	compared++
+
+	for _, row := range memberPathRows {
+		seen := func(addr string) string {
+			r := rawGet(t, addr, row.target)
+			return fmt.Sprintf("%d %s Host:%s", r.Status, r.Body, r.Header.Get("X-Seen-Host"))
+		}
+		h, o := seen(hd.Addr), seen(ours)
+		if !strings.Contains(h, " GET "+row.want+" Host:") {
+			t.Errorf("httpd differs from the spec: %s: GET %s: %s, spec: the member sees %s", row.spec, row.target, h, row.want)
+		}
+		if o != h {
+			t.Errorf("Caddy differs from httpd: %s: GET %s\n ours  %s\n httpd %s", row.spec, row.target, o, h)
+		}
+		compared++
+	}
+	t.Logf("%d rows compared with %s", compared, oracleApache2())
+	if t.Failed() {
+		t.Logf("httpd error log:\n%s", hd.ErrorLog())
+	}
+}
+
+// TestOracleReverseServerRules runs spec §9.2's observation verbatim on httpd:
+// both ProxyPassReverse rules at server level, every row of the table sent
+// through /front (balancer rv). httpd maps each row by whichever rule matches,
+// also rv2's, as the spec says ("the rule set is independent of which
+// ProxyPass handled the request"). Caddy's proxy_pass_reverse belongs to its
+// balancer: through /front only rv's rule applies, so the rows only rv2's
+// rule maps stay unchanged (logged; e2e tests send them through /f2/).
+func TestOracleReverseServerRules(t *testing.T) {
+	requireHTTPD(t)
+	s := newReverseSetup(t)
+	hd := startOracleHTTPD(t, fmt.Sprintf(`
+<Proxy "balancer://rv">
+    BalancerMember "%[1]s/app"
+    BalancerMember "%[2]s/app"
+</Proxy>
+<Proxy "balancer://rv2">
+    BalancerMember "%[1]s"
+    BalancerMember "%[2]s"
+</Proxy>
+ProxyPass "/front" "balancer://rv/sub"
+ProxyPass "/f2/" "balancer://rv2/"
+ProxyPassReverse "/front" "balancer://rv/sub"
+ProxyPassReverse "/f2/" "balancer://rv2/"
+`, s.a.URL, s.b.URL))
+	port := freePort(t)
+	loadCaddyfile(t, s.caddyfile(port))
+	ours := fmt.Sprintf("127.0.0.1:%d", port)
+	for _, row := range reverseRows {
+		if !strings.HasPrefix(row.spec, "§9.2 row ") {
+			continue
+		}
+		row.path = "/front/" + strings.TrimPrefix(strings.TrimPrefix(row.path, "/front/"), "/f2/")
+		h := s.runRow(t, hd.Addr, row)
+		if want := s.wantRow(row, h.Backend); h != want {
+			t.Errorf("httpd differs from the spec: %s: GET %s (Host %q)\n httpd %+v\n spec  %+v", row.spec, row.path, row.host, h, want)
+		}
+		if o := s.runRow(t, ours, row); o.Mapped != h.Mapped {
+			t.Logf("known difference (rule of another balancer): %s through /front: httpd %s, ours %s", row.spec, h.Mapped, o.Mapped)
+		}
+	}
+}
+
+// TestOraclePlaceholders sends e2e_placeholders_test.go's requests (spec
+// §3.5) to real httpd and to Caddy: httpd's answers must be the spec's, and
+// ours httpd's.
+func TestOraclePlaceholders(t *testing.T) {
+	requireHTTPD(t)
+	s := newPlaceholderSetup(t)
+	hd := startOracleHTTPD(t, s.httpdConf())
+	port := freePort(t)
+	loadCaddyfile(t, s.caddyfile(port))
+	fromHTTPD := runPlaceholderReqs(t, s, hd.Addr)
+	ours := runPlaceholderReqs(t, s, fmt.Sprintf("127.0.0.1:%d", port))
+	for i, q := range placeholderReqs() {
+		h, o := fromHTTPD[i], ours[i]
+		if want := q.want(s); h != want {
+			t.Errorf("httpd differs from the spec: §3.5 %s: GET %s %q\n httpd %v\n spec  %v", q.spec, q.target, q.headers, h, want)
+		}
+		if o != h {
+			t.Errorf("Caddy differs from httpd: §3.5 %s: GET %s %q\n ours  %v\n httpd %v", q.spec, q.target, q.headers, o, h)
+		}
+	}
+	if t.Failed() {
+		t.Logf("httpd error log:\n%s", hd.ErrorLog())
+	}
+}
