@@ -21,8 +21,8 @@ command -v ansible >/dev/null || need+=(ansible)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
-	apt-get update -qq
-	apt-get install -y -qq "${need[@]}" >/dev/null
+	apt-get -o DPkg::Lock::Timeout=600 update -qq
+	apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}" >/dev/null
 fi
 
 step "versions"
