@@ -24,8 +24,10 @@ func init() {
 // Caddy's admin endpoint it serves
 //
 //   - /balancer-manager (and below): httpd 2.4's balancer-manager, the HTML
-//     page, its POST form protocol and ?xml=1, for people and for existing
-//     automation (Ansible's community.general.apache2_mod_proxy, curl scripts);
+//     page, its POST form protocol and ?xml=1, for existing automation
+//     (Ansible's community.general.apache2_mod_proxy, curl scripts). Caddy's
+//     admin origin check refuses a browser that opens the URL directly, so
+//     people use the balancer_manager site handler;
 //   - /balancers: a JSON API over the same balancers.
 //
 // It lists every live balancer of the running config.
