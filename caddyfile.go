@@ -57,7 +57,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        <key> <value>
 //	    }
 //
-//	    proxy_pass_reverse               [<public prefix>] [<path after the balancer name>]
+//	    proxy_pass_reverse               [<public prefix> [<real>]]   # repeatable, tried in order
+//	    # <real>: /<path after this balancer's name> | balancer://<name>[/<path>]
+//	    #         | <scheme>://<url> | url <url or /path>
 //	    proxy_pass_reverse_cookie_domain <internal> <public>
 //	    proxy_pass_reverse_cookie_path   <internal> <public>
 //
@@ -90,7 +92,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 
 	memberLines := map[string]int{} // normalized member URL → line
-	var pprSeen bool
 	for rd.NextBlock(0) {
 		// Every line is consumed whole below, so at nesting 1 the current
 		// token is always the first of a line: a subdirective.
@@ -130,12 +131,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 		case "proxy_pass_reverse":
-			if pprSeen {
-				err = sd.Errf("proxy_pass_reverse: already specified")
-			} else {
-				pprSeen = true
-				err = h.unmarshalProxyPassReverse(sd)
-			}
+			err = h.unmarshalProxyPassReverse(sd)
 		default:
 			err = h.unmarshalBalancerParam(sd, lkey)
 		}
@@ -395,43 +391,68 @@ func parseFailOnStatus(args []string) ([]int, error) {
 	return codes, nil
 }
 
-// unmarshalProxyPassReverse parses
-// `proxy_pass_reverse [<public prefix>] [<path after the balancer name>]`; the
-// second argument may also be written as in httpd, balancer://name/path.
+// unmarshalProxyPassReverse parses one proxy_pass_reverse line, httpd's
+// ProxyPassReverse; the line may be repeated, the rules are tried in order:
+//
+//	proxy_pass_reverse                                   # prefix "/", this balancer
+//	proxy_pass_reverse <prefix>                          # this balancer
+//	proxy_pass_reverse <prefix> </path>                  # this balancer, PART /path
+//	proxy_pass_reverse <prefix> balancer://<name>[/path] # any balancer, as in httpd
+//	proxy_pass_reverse <prefix> <scheme>://<url>         # a plain URL
+//	proxy_pass_reverse <prefix> url <url or /path>       # a plain URL or path
+//
+// A second argument that starts with '/' is the path after this balancer's
+// name (httpd's balancer://thisname/path), so a plain path rule (httpd's
+// `ProxyPassReverse /pub /internal`) is written with the url keyword:
+// `proxy_pass_reverse /pub url /internal`. The prefix is a path starting with
+// '/' or an absolute URL.
 func (h *Handler) unmarshalProxyPassReverse(d *caddyfile.Dispenser) error {
 	args, err := lineArgs(d)
 	if err != nil {
 		return err
 	}
-	if len(args) > 2 {
-		return d.Errf("proxy_pass_reverse: want [<public prefix>] [<path>], got %d values", len(args))
+	const usage = "want [<public prefix> [</path> | balancer://<name>[/path] | <scheme>://<url> | url <url or /path>]]"
+	if len(args) > 3 || (len(args) == 3 && args[1] != "url") {
+		return d.Errf("proxy_pass_reverse: %s, got %d values", usage, len(args))
 	}
-	ppr := &ProxyPassReverse{}
+	var ppr ProxyPassReverse
 	if len(args) > 0 {
-		if !strings.HasPrefix(args[0], "/") {
-			return d.Errf("proxy_pass_reverse: the public prefix must be a path starting with '/', not %q", args[0])
+		if !strings.HasPrefix(args[0], "/") && !strings.Contains(args[0], "://") {
+			return d.Errf("proxy_pass_reverse: the public prefix must be a path starting with '/' or an absolute URL, not %q", args[0])
 		}
 		ppr.Prefix = args[0]
 	}
-	if len(args) > 1 {
+	switch {
+	case len(args) == 3:
+		if args[2] == "" {
+			return d.Errf("proxy_pass_reverse: url: empty URL")
+		}
+		ppr.URL = args[2]
+	case len(args) == 2:
 		p := args[1]
-		if len(p) >= len("balancer://") && strings.EqualFold(p[:len("balancer://")], "balancer://") {
-			name, path, _ := strings.Cut(p[len("balancer://"):], "/")
-			name = strings.ToLower(name)
-			if h.Name == "" {
-				return d.Errf("proxy_pass_reverse: %q names a balancer, but this balancer has no name; write `balancer %s {` or give only the path", p, name)
+		switch {
+		case len(p) >= len("balancer://") && strings.EqualFold(p[:len("balancer://")], "balancer://"):
+			name, err := balancerName(p)
+			if err != nil {
+				return d.Errf("proxy_pass_reverse: %v", err)
 			}
-			if name != h.Name {
-				return d.Errf("proxy_pass_reverse: %q names balancer://%s, but this is balancer://%s", p, name, h.Name)
+			ppr.Balancer = name
+			if _, path, ok := strings.Cut(p[len("balancer://"):], "/"); ok && path != "" {
+				ppr.Path = "/" + path
 			}
-			p = "/" + path
+		case strings.HasPrefix(p, "/"):
+			if p != "/" {
+				ppr.Path = p
+			}
+		case strings.Contains(p, "://"):
+			ppr.URL = p
+		case p == "url":
+			return d.Errf("proxy_pass_reverse: url: want the URL or path after it")
+		default:
+			return d.Errf("proxy_pass_reverse: %q is neither a path after the balancer name (starting with '/'), balancer://<name>[/path] nor a URL; a plain path rule is written `url /path`", p)
 		}
-		if !strings.HasPrefix(p, "/") {
-			return d.Errf("proxy_pass_reverse: the path after the balancer name must start with '/', not %q", args[1])
-		}
-		ppr.Path = p
 	}
-	h.ProxyPassReverse = ppr
+	h.ProxyPassReverse = append(h.ProxyPassReverse, ppr)
 	return nil
 }
 

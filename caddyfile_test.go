@@ -47,7 +47,7 @@ type balancerView struct {
 	Persist          bool
 	Nonce            *string
 	RouteCookie      *RouteCookie
-	ProxyPassReverse *ProxyPassReverse
+	ProxyPassReverse []ProxyPassReverse
 	CookieDomain     []CookieRewrite
 	CookiePath       []CookieRewrite
 	Members          []Member
@@ -186,7 +186,7 @@ func TestCaddyfileParse(t *testing.T) {
 			}`,
 			want: balancerView{
 				Name:             "b",
-				ProxyPassReverse: &ProxyPassReverse{Prefix: "/", Path: "/app"},
+				ProxyPassReverse: []ProxyPassReverse{{Prefix: "/", Balancer: "b", Path: "/app"}},
 				CookieDomain:     []CookieRewrite{{"internal.example", "example.com"}, {"other.example", "example.org"}},
 				CookiePath:       []CookieRewrite{{"/app", "/"}, {"/x", "/y"}},
 			},
@@ -194,12 +194,46 @@ func TestCaddyfileParse(t *testing.T) {
 		{
 			name: "proxy_pass_reverse defaults",
 			src:  "balancer b {\nproxy_pass_reverse\n}",
-			want: balancerView{Name: "b", ProxyPassReverse: &ProxyPassReverse{}},
+			want: balancerView{Name: "b", ProxyPassReverse: []ProxyPassReverse{{}}},
 		},
 		{
 			name: "proxy_pass_reverse with prefix and path",
 			src:  "balancer b {\nproxy_pass_reverse /front/ /sub\n}",
-			want: balancerView{Name: "b", ProxyPassReverse: &ProxyPassReverse{Prefix: "/front/", Path: "/sub"}},
+			want: balancerView{Name: "b", ProxyPassReverse: []ProxyPassReverse{{Prefix: "/front/", Path: "/sub"}}},
+		},
+		{
+			// httpd's rule list: every form, repeated, in order.
+			name: "proxy_pass_reverse rule list",
+			src: `balancer {
+				balancer_member http://10.0.0.1:8080
+				proxy_pass_reverse
+				proxy_pass_reverse /a
+				proxy_pass_reverse /b /
+				proxy_pass_reverse /c /sub/
+				proxy_pass_reverse /d balancer://Other
+				proxy_pass_reverse /e BALANCER://other/
+				proxy_pass_reverse /f balancer://other/x/y
+				proxy_pass_reverse /g http://Backend.internal:8080/app/
+				proxy_pass_reverse /h url /internal
+				proxy_pass_reverse /i url https://x.example/
+				proxy_pass_reverse http://public.example/ url /
+			}`,
+			want: balancerView{
+				Members: []Member{{URL: "http://10.0.0.1:8080"}},
+				ProxyPassReverse: []ProxyPassReverse{
+					{},
+					{Prefix: "/a"},
+					{Prefix: "/b"},
+					{Prefix: "/c", Path: "/sub/"},
+					{Prefix: "/d", Balancer: "other"},
+					{Prefix: "/e", Balancer: "other"},
+					{Prefix: "/f", Balancer: "other", Path: "/x/y"},
+					{Prefix: "/g", URL: "http://Backend.internal:8080/app/"},
+					{Prefix: "/h", URL: "/internal"},
+					{Prefix: "/i", URL: "https://x.example/"},
+					{Prefix: "http://public.example/", URL: "/"},
+				},
+			},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -339,10 +373,12 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"balancer key with block", "balancer b {\nlbmethod bytraffic {\nx\n}\n}", 2, []string{"lbmethod", "unexpected block"}},
 		{"cookie rewrite one value", "balancer b {\nproxy_pass_reverse_cookie_path /a\n}", 2, []string{"proxy_pass_reverse_cookie_path", "<internal> <public>"}},
 		{"cookie rewrite three values", "balancer b {\nproxy_pass_reverse_cookie_domain a b c\n}", 2, []string{"proxy_pass_reverse_cookie_domain"}},
-		{"proxy_pass_reverse twice", "balancer b {\nproxy_pass_reverse /\nproxy_pass_reverse /x\n}", 3, []string{"proxy_pass_reverse", "already"}},
 		{"proxy_pass_reverse relative prefix", "balancer b {\nproxy_pass_reverse app\n}", 2, []string{"proxy_pass_reverse", "app"}},
-		{"proxy_pass_reverse other balancer", "balancer b {\nproxy_pass_reverse / balancer://c/\n}", 2, []string{"proxy_pass_reverse", "balancer://c"}},
+		{"proxy_pass_reverse relative real", "balancer b {\nproxy_pass_reverse /\nproxy_pass_reverse / app\n}", 3, []string{"proxy_pass_reverse", `"app"`, "url /path"}},
+		{"proxy_pass_reverse empty balancer name", "balancer b {\nproxy_pass_reverse / balancer:///x\n}", 2, []string{"proxy_pass_reverse", "empty balancer name"}},
+		{"proxy_pass_reverse url without value", "balancer b {\nproxy_pass_reverse / url\n}", 2, []string{"proxy_pass_reverse", "url"}},
 		{"proxy_pass_reverse too many", "balancer b {\nproxy_pass_reverse / /a /b\n}", 2, []string{"proxy_pass_reverse"}},
+		{"proxy_pass_reverse four values", "balancer b {\nproxy_pass_reverse / url /a /b\n}", 2, []string{"proxy_pass_reverse"}},
 
 		{"upstream on directive line", "balancer b 10.0.0.1:8080 {\nbalancer_member http://h:1\n}", 1, []string{"10.0.0.1:8080", "balancer_member"}},
 		{"address as name", "balancer http://10.0.0.1:8080 {\n}", 1, []string{"http://10.0.0.1:8080", "balancer_member"}},

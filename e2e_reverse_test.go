@@ -23,11 +23,13 @@ import (
 //	ProxyPass /front balancer://rv/sub    ProxyPassReverse /front balancer://rv/sub
 //	ProxyPass /f2/   balancer://rv2/      ProxyPassReverse /f2/   balancer://rv2/
 //
-// In Caddy a balancer's proxy_pass_reverse maps its own members only, so each
-// rule lives in the balancer its ProxyPass goes to, and each row is sent
-// through the balancer whose rule matches it in httpd. (In httpd every
-// ProxyPassReverse of the server is tried for every response, whichever
-// ProxyPass served it; TestE2EReverseRuleScope shows the difference.)
+// Here each rule sits in the <Location> of its ProxyPass on httpd, so it
+// applies to that ProxyPass's requests only, and in that balancer block on
+// Caddy; each row is sent through the balancer whose rule matches it.
+// TestE2EReverseRuleScope and TestOracleReverseServerRules run the spec's
+// observation itself: the rules at server level, which httpd tries for every
+// response whichever ProxyPass served it, listed in every balancer block on
+// Caddy.
 
 // replyHeaders are the headers a reply backend sets to the value of the
 // request's X-Reply header: the four httpd rewrites (§9.1) and two it does not.
@@ -340,19 +342,105 @@ func TestE2EReverseURLMapping(t *testing.T) {
 	}
 }
 
-// TestE2EReverseRuleScope records where our rules differ from httpd's rule
-// set: in httpd every ProxyPassReverse of the server is tried for every
-// response (§9.2), so the spec's row 2 value answered through /front is still
-// mapped by the /f2/ rule of another balancer. In Caddy a balancer's
-// proxy_pass_reverse maps its own members only, and the value stays as it is.
+// serverRulesCaddyfile is the spec §9.2 observation with the rules at server
+// level, plus two plain rules: every balancer block lists all the rules, in
+// httpd's order, so that each is tried on every response, as in httpd.
+func (s *reverseSetup) serverRulesCaddyfile(port int) string {
+	return fmt.Sprintf(`{
+	admin off
+	auto_https off
+}
+http://:%[1]d {
+	bind 127.0.0.1
+	handle_path /front/* {
+		rewrite * /sub{uri}
+		balancer rv {
+			balancer_member %[2]s/app
+			balancer_member %[3]s/app
+			proxy_pass_reverse /front /sub
+			proxy_pass_reverse /f2/ balancer://rv2/
+			proxy_pass_reverse /p2 url /internal
+			proxy_pass_reverse /plain/ http://backend.internal:8081/
+		}
+	}
+	handle_path /f2/* {
+		balancer rv2 {
+			balancer_member %[2]s
+			balancer_member %[3]s
+			proxy_pass_reverse /front balancer://rv/sub
+			proxy_pass_reverse /f2/ /
+			proxy_pass_reverse /p2 url /internal
+			proxy_pass_reverse /plain/ http://backend.internal:8081/
+		}
+	}
+}
+`, port, s.a.URL, s.b.URL)
+}
+
+// serverRulesHTTPDConf is the same on httpd: the spec's observation verbatim
+// and the two plain rules.
+func (s *reverseSetup) serverRulesHTTPDConf() string {
+	return fmt.Sprintf(`
+<Proxy "balancer://rv">
+    BalancerMember "%[1]s/app"
+    BalancerMember "%[2]s/app"
+</Proxy>
+<Proxy "balancer://rv2">
+    BalancerMember "%[1]s"
+    BalancerMember "%[2]s"
+</Proxy>
+ProxyPass "/front" "balancer://rv/sub"
+ProxyPass "/f2/" "balancer://rv2/"
+ProxyPassReverse "/front" "balancer://rv/sub"
+ProxyPassReverse "/f2/" "balancer://rv2/"
+ProxyPassReverse "/p2" "/internal"
+ProxyPassReverse "/plain/" "http://backend.internal:8081/"
+`, s.a.URL, s.b.URL)
+}
+
+// serverRuleRows are spec §9.2's table and cases of the plain rules, each to
+// be sent through /front/ (balancer rv) and through /f2/ (rv2): the answer is
+// the same, whichever ProxyPass served the request.
+func serverRuleRows() []reverseRow {
+	var rows []reverseRow
+	for _, row := range reverseRows {
+		if strings.HasPrefix(row.spec, "§9.2 row ") {
+			row.path = ""
+			rows = append(rows, row)
+		}
+	}
+	return append(rows, []reverseRow{
+		{"§9.2 plain path rule, relative value", "", "", "/internal/y", "http://{FRONT}/p2/y"},
+		{"§9.2 plain path rule, case-insensitive", "", "", "/INTERNAL", "http://{FRONT}/p2"},
+		{"§9.2 plain path rule, a prefix without a boundary", "", "", "/internalx", "http://{FRONT}/p2x"},
+		{"§9.2 plain path rule on the path of an absolute value, before the URL rule", "", "", "http://backend.internal:8081/internal/z", "http://{FRONT}/p2/z"},
+		{"§9.2 plain path rule: '://' in a relative value's query counts", "", "", "/internal/a?u=http://x/y", "="},
+		{"§9.2 plain URL rule", "", "", "http://backend.internal:8081/x?y=1", "http://{FRONT}/plain/x?y=1"},
+		{"§9.2 plain URL rule, case-insensitive", "", "", "HTTP://BACKEND.internal:8081/x", "http://{FRONT}/plain/x"},
+		{"§9.2 plain URL rule needs its trailing '/'", "", "", "http://backend.internal:8081", "="},
+		{"§9.2 balancer rule before the plain path rule", "", "", "http://{A}/internal/x", "http://{FRONT}/f2//internal/x"},
+		{"§9.2 a result with '://' in its query is made absolute", "", "", "http://{B}/x?next=http://y/", "http://{FRONT}/f2//x?next=http://y/"},
+	}...)
+}
+
+// TestE2EReverseRuleScope is spec §9.2's observation with httpd's rule set:
+// both balancer rules (and two plain ones) listed in both balancer blocks, so
+// every row is mapped by whichever rule matches it, through /front (rv) as
+// through /f2/ (rv2); e.g. row 2's value answered through /front is mapped by
+// rv2's rule.
 func TestE2EReverseRuleScope(t *testing.T) {
 	s := newReverseSetup(t)
 	port := freePort(t)
-	loadCaddyfile(t, s.caddyfile(port))
+	loadCaddyfile(t, s.serverRulesCaddyfile(port))
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	r := rawGet(t, addr, "/front/scope", "X-Reply: http://"+s.hp(s.a)+"/app/other")
-	if loc := r.Header.Get("Location"); loc != "http://"+s.hp(s.a)+"/app/other" {
-		t.Errorf("Location %q: want it unchanged (rv's rule does not match, rv2's is not consulted)", loc)
+	for _, front := range []string{"/front/", "/f2/"} {
+		for i, row := range serverRuleRows() {
+			row.path = fmt.Sprintf("%ss%d", front, i)
+			got := s.runRow(t, addr, row)
+			if want := s.wantRow(row, got.Backend); got != want {
+				t.Errorf("%s: GET %s (Host %q)\n got  %+v\n want %+v", row.spec, row.path, row.host, got, want)
+			}
+		}
 	}
 }
 

@@ -773,34 +773,17 @@ func hdDur(d time.Duration) string {
 
 // balancerHandler writes the balancer handler of one ProxyPass.
 func (e *hdEmitter) balancerHandler(eff *hdEff, p *hdPass, b *hdBalancer, hdrs []*hdHeaderOp, reverses []*hdReverse, cookieDomain, cookiePath []hdCookieRule) (map[string]any, error) {
-	c := e.c
 	h := map[string]any{"handler": "balancer", "name": b.caddyName}
 	if !b.emitted {
 		b.emitted = true
 		e.defineBalancer(h, b)
 	}
-	// ProxyPassReverse: the first rule for this balancer; rules for plain
-	// URLs rewrite with header operations.
-	var plainRev []*hdReverse
-	var got *hdReverse
-	for _, r := range reverses {
-		if r.balName == "" {
-			plainRev = append(plainRev, r)
-			continue
-		}
-		rb := c.lookupBalancer(eff.s, r.balName)
-		if rb == nil || rb.effective() != b {
-			continue
-		}
-		if got == nil {
-			got = r
-			h["proxy_pass_reverse"] = map[string]any{"prefix": r.fake, "path": r.part}
-			if r.part == "" {
-				h["proxy_pass_reverse"] = map[string]any{"prefix": r.fake}
-			}
-		} else if r.fake != got.fake || r.part != got.part {
-			e.warnOnce(r.pos, "only the first ProxyPassReverse for balancer://%s (%s:%d) is translated for it", b.name, got.pos.File, got.pos.Line)
-		}
+	// ProxyPassReverse: httpd tries every rule of the request's merged
+	// directory configuration in order (server first, then <Location>),
+	// whichever ProxyPass served the request: the whole list, balancer and
+	// plain rules alike, goes into every balancer handler of the scope.
+	if rules := e.reverseRules(eff, reverses); len(rules) > 0 {
+		h["proxy_pass_reverse"] = rules
 	}
 	if len(cookieDomain) > 0 {
 		var rules []any
@@ -829,7 +812,7 @@ func (e *hdEmitter) balancerHandler(eff *hdEff, p *hdPass, b *hdBalancer, hdrs [
 			e.warnOnce(op.pos, "not translated for balancer://%s: its stickysession cookie is %q, not %q (Caddy's route_cookie sets the stickysession cookie)", b.name, cookie, op.routeCookie.cookie)
 		}
 	}
-	headers := e.headerOps(eff, ops, plainRev, nil, nil, true)
+	headers := e.headerOps(eff, ops, nil, nil, nil, true)
 	if headers != nil {
 		h["headers"] = headers
 	}
@@ -837,6 +820,35 @@ func (e *hdEmitter) balancerHandler(eff *hdEff, p *hdPass, b *hdBalancer, hdrs [
 		h["transport"] = map[string]any{"protocol": "http", "dial_timeout": hdDur(b.connTimeout)}
 	}
 	return h, nil
+}
+
+// reverseRules writes the ProxyPassReverse rules of a balancer handler, in
+// httpd's order. A rule for a balancer this scope does not see, or one that
+// no ProxyPass uses (Caddy does not create it), is left out with a warning.
+func (e *hdEmitter) reverseRules(eff *hdEff, reverses []*hdReverse) []any {
+	var rules []any
+	for _, r := range reverses {
+		if r.balName == "" {
+			rules = append(rules, map[string]any{"prefix": r.fake, "url": r.real})
+			continue
+		}
+		rb := e.c.lookupBalancer(eff.s, r.balName)
+		if rb == nil {
+			e.warnOnce(r.pos, "balancer://%s is not defined here: the rule never matches (nor in httpd)", r.balName)
+			continue
+		}
+		rb = rb.effective()
+		if !rb.used {
+			e.warnOnce(r.pos, "balancer://%s is not used by any ProxyPass, so Caddy does not create it: this rule does not apply", r.balName)
+			continue
+		}
+		rule := map[string]any{"prefix": r.fake, "balancer": rb.caddyName}
+		if r.part != "" {
+			rule["path"] = r.part
+		}
+		rules = append(rules, rule)
+	}
+	return rules
 }
 
 // defineBalancer writes the balancer's parameters and members into h.
@@ -983,6 +995,8 @@ func (e *hdEmitter) plainHandler(eff *hdEff, p *hdPass, name string, hdrs []*hdH
 	for _, r := range reverses {
 		if r.balName == "" {
 			plainRev = append(plainRev, r)
+		} else if rb := e.c.lookupBalancer(eff.s, r.balName); rb != nil && rb.effective().used {
+			e.warnOnce(r.pos, "the rule for balancer://%s is not applied to the responses of ProxyPass %s (%s:%d): a ProxyPass to a URL becomes Caddy's reverse_proxy, which has no balancer rules", r.balName, p.fake, p.pos.File, p.pos.Line)
 		}
 	}
 	hostHdr := dialHost

@@ -351,6 +351,29 @@ ProxyPass / balancer://c/
 			},
 		},
 		{
+			name: "ProxyPassReverse rule list",
+			files: map[string]string{"httpd.conf": `Listen 80
+<Proxy balancer://c>
+    BalancerMember http://10.0.0.2
+</Proxy>
+<Proxy balancer://unused>
+    BalancerMember http://10.0.0.3
+</Proxy>
+ProxyPass /static/ http://static.internal/
+ProxyPass / balancer://c/
+ProxyPassReverse / balancer://c/
+ProxyPassReverse /u balancer://unused/
+ProxyPassReverse /n balancer://nosuch/
+ProxyPassReverse /s http://static.internal/
+`},
+			want: []string{
+				"httpd.conf:5: <Proxy>: balancer://unused is not used by any ProxyPass",
+				"httpd.conf:10: ProxyPassReverse: the rule for balancer://c is not applied to the responses of ProxyPass /static/ (",
+				"httpd.conf:11: ProxyPassReverse: balancer://unused is not used by any ProxyPass, so Caddy does not create it",
+				"httpd.conf:12: ProxyPassReverse: balancer://nosuch is not defined here",
+			},
+		},
+		{
 			name:  "no Listen",
 			files: map[string]string{"site.conf": "<VirtualHost *:8081>\nProxyPass / http://10.0.0.9/\n</VirtualHost>\n"},
 			want:  []string{"site.conf:0: : the configuration has no Listen directive; listening on port(s) 8081"},

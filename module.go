@@ -96,10 +96,16 @@ type Handler struct {
 	// "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/" env=BALANCER_ROUTE_CHANGED`.
 	RouteCookie *RouteCookie `json:"route_cookie,omitempty"`
 
-	// ProxyPassReverse rewrites Location, Content-Location, URI and Destination
-	// response headers that point at any member to the front end, as httpd's
-	// `ProxyPassReverse <prefix> balancer://name<path>`.
-	ProxyPassReverse *ProxyPassReverse `json:"proxy_pass_reverse,omitempty"`
+	// ProxyPassReverse is the list of httpd's ProxyPassReverse rules that
+	// rewrite the Location, Content-Location, URI and Destination headers of
+	// this handler's responses. As in httpd, every rule is tried in order on
+	// each header value, whichever balancer or member served the response,
+	// and the first rule that matches rewrites it. httpd's rule set is the
+	// request's merged directory configuration: the server's rules first (in
+	// configuration order), then those of the more specific <Location>. To
+	// get httpd's server-wide behaviour, list the same rules in every
+	// balancer handler of the site.
+	ProxyPassReverse []ProxyPassReverse `json:"proxy_pass_reverse,omitempty"`
 
 	// ProxyPassReverseCookieDomain rewrites the domain of Set-Cookie
 	// (httpd's ProxyPassReverseCookieDomain), first matching rule wins.
@@ -131,14 +137,41 @@ type RouteCookie struct {
 	Attributes string `json:"attributes,omitempty"`
 }
 
-// ProxyPassReverse is one httpd `ProxyPassReverse <prefix> balancer://name<path>`.
+// ProxyPassReverse is one httpd `ProxyPassReverse <prefix> <real>` rule. Its
+// real side is either a balancer (`balancer` and `path`: httpd's
+// balancer://NAME/PART) or a plain URL or path (`url`), not both.
 type ProxyPassReverse struct {
-	// Prefix is the public path the member URLs map to (httpd's first
-	// argument). Default "/" .
+	// Prefix is the public side, httpd's first argument: a path (or an
+	// absolute URL) that replaces the matched start of the value. A result
+	// that is not an absolute URL is made absolute with the client request's
+	// scheme and Host, as httpd's ap_construct_url (default port omitted).
+	// Default "/".
 	Prefix string `json:"prefix,omitempty"`
+
+	// Balancer names the balancer whose members the rule maps (httpd's
+	// balancer://NAME, case-insensitive). Empty: this handler's own balancer.
+	// The balancer's members are looked up for each response, so members
+	// added at run time count. A value matches when it starts with any
+	// member's URL (case-insensitive) followed by Path (case-sensitive),
+	// whichever member served the response. A name that no loaded
+	// configuration defines is not a balancer, as in httpd: the rule then
+	// compares "balancer://NAME" + Path as a plain URL, which practically
+	// never matches.
+	Balancer string `json:"balancer,omitempty"`
+
 	// Path is the part after the balancer name in httpd's second argument
-	// (balancer://name/sub → "/sub"); it must follow the member URL.
+	// (balancer://name/sub → "/sub"); it must start with "/" and directly
+	// follow the member URL. Empty or "/": the value need only start with a
+	// member URL (and with prefix "/", a rest that starts with "/" is not
+	// doubled).
 	Path string `json:"path,omitempty"`
+
+	// URL makes this a plain rule (httpd's ProxyPassReverse to a URL that is
+	// not balancer://): a value that starts with URL (case-insensitive) gets
+	// Prefix instead of that start. A URL that starts with "/" is compared
+	// with the path of an absolute value (from the first "/" after "://") or
+	// with the whole value if it is not absolute. Not with Balancer or Path.
+	URL string `json:"url,omitempty"`
 }
 
 // CookieRewrite is one ProxyPassReverseCookieDomain/Path rule.
@@ -301,6 +334,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.HealthChecks != nil {
 		return fmt.Errorf("balancer: health checks are set per member with hcmethod, hcuri, hcinterval ..., not health_* options")
+	}
+	if err := validateReverseRules(h.ProxyPassReverse); err != nil {
+		return err
 	}
 	cfg, err := h.engineConfig()
 	if err != nil {

@@ -1,6 +1,7 @@
 package caddybalancer
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -15,36 +16,84 @@ var reverseHeaders = [...]string{"Location", "Content-Location", "URI", "Destina
 // reverseMapper rewrites member responses as httpd's ProxyPassReverse and
 // ProxyPassReverseCookieDomain/Path do.
 type reverseMapper struct {
-	rule        *ProxyPassReverse
+	rules       []reverseRule
 	cookiePath  []CookieRewrite
 	cookieDomin []CookieRewrite
 }
 
-func (h *Handler) reverseMapper() *reverseMapper {
-	if h.ProxyPassReverse == nil && len(h.ProxyPassReverseCookiePath) == 0 && len(h.ProxyPassReverseCookieDomain) == 0 {
-		return nil
-	}
-	return &reverseMapper{rule: h.ProxyPassReverse, cookiePath: h.ProxyPassReverseCookiePath, cookieDomin: h.ProxyPassReverseCookieDomain}
+// reverseRule is one ProxyPassReverse rule, normalized.
+type reverseRule struct {
+	prefix string // fake; never empty
+	// A balancer rule: own (this handler's balancer) or balancer (another
+	// one's name, lower case), and part ("" for none).
+	own      bool
+	balancer string
+	part     string
+	// A plain rule: real is its URL or path.
+	plain bool
+	real  string
 }
 
-// apply rewrites the headers of resp. frontScheme and frontHost are those of
-// the client request, used to make a rewritten path absolute.
-func (rm *reverseMapper) apply(resp *http.Response, b *balancer.Balancer, frontScheme, frontHost string) {
-	if rm.rule != nil {
-		var names []string
+// validateReverseRules reports a ProxyPassReverse rule that is not valid.
+func validateReverseRules(rules []ProxyPassReverse) error {
+	for i, r := range rules {
+		switch {
+		case r.URL != "" && (r.Balancer != "" || r.Path != ""):
+			return fmt.Errorf("proxy_pass_reverse[%d]: url %q cannot go with balancer or path: a rule maps either a balancer or a plain URL", i, r.URL)
+		case r.Path != "" && !strings.HasPrefix(r.Path, "/"):
+			return fmt.Errorf("proxy_pass_reverse[%d]: path %q must start with '/'", i, r.Path)
+		case strings.ContainsAny(r.Balancer, "/: \t\r\n?#"):
+			return fmt.Errorf("proxy_pass_reverse[%d]: balancer %q must be a balancer name (without balancer:// and path)", i, r.Balancer)
+		}
+	}
+	return nil
+}
+
+func (h *Handler) reverseMapper() *reverseMapper {
+	if len(h.ProxyPassReverse) == 0 && len(h.ProxyPassReverseCookiePath) == 0 && len(h.ProxyPassReverseCookieDomain) == 0 {
+		return nil
+	}
+	rm := &reverseMapper{cookiePath: h.ProxyPassReverseCookiePath, cookieDomin: h.ProxyPassReverseCookieDomain}
+	for _, r := range h.ProxyPassReverse {
+		rr := reverseRule{prefix: r.Prefix}
+		if rr.prefix == "" {
+			rr.prefix = "/"
+		}
+		if r.URL != "" {
+			rr.plain, rr.real = true, r.URL
+		} else {
+			name := strings.ToLower(r.Balancer)
+			rr.own = name == "" || name == strings.ToLower(h.Name)
+			if !rr.own {
+				rr.balancer = name
+			}
+			rr.part = r.Path
+			if rr.part == "/" {
+				rr.part = ""
+			}
+		}
+		rm.rules = append(rm.rules, rr)
+	}
+	return rm
+}
+
+// apply rewrites the headers of resp. own is the handler's balancer;
+// frontScheme and frontHost are those of the client request, used to make a
+// rewritten path absolute.
+func (rm *reverseMapper) apply(resp *http.Response, own *balancer.Balancer, frontScheme, frontHost string) {
+	if len(rm.rules) > 0 {
+		var rules []resolvedRule
 		for _, hdr := range reverseHeaders {
 			vals := resp.Header.Values(hdr)
 			if len(vals) == 0 {
 				continue
 			}
-			if names == nil {
-				for _, m := range b.Members() {
-					names = append(names, m.Name())
-				}
+			if rules == nil {
+				rules = rm.resolve(own)
 			}
 			out := make([]string, len(vals))
 			for i, v := range vals {
-				out[i] = locationReverseMap(v, rm.rule.Prefix, rm.rule.Path, names, frontScheme, frontHost)
+				out[i] = locationReverseMap(v, rules, frontScheme, frontHost)
 			}
 			resp.Header[http.CanonicalHeaderKey(hdr)] = out
 		}
@@ -60,43 +109,128 @@ func (rm *reverseMapper) apply(resp *http.Response, b *balancer.Balancer, frontS
 	}
 }
 
-// locationReverseMap is ap_proxy_location_reverse_map for one rule whose real
-// side is this balancer: a value that starts with any member's name
-// (case-insensitive) followed by part (case-sensitive) is mapped to prefix +
-// the rest, then made absolute with the front end's scheme and host.
-func locationReverseMap(v, prefix, part string, members []string, scheme, host string) string {
-	if prefix == "" {
-		prefix = "/"
-	}
-	if part == "/" {
-		part = ""
-	}
-	for _, m := range members {
-		var rest string
-		if part != "" {
-			m = strings.TrimSuffix(m, "/")
-			if !hasPrefixFold(v, m) || !strings.HasPrefix(v[len(m):], part) {
-				continue
+// resolvedRule is a rule as it applies to one response: a balancer rule
+// with the member names of its balancer at that moment, or a plain rule.
+type resolvedRule struct {
+	prefix  string
+	members []string // balancer rule: the member names (URLs)
+	part    string   // balancer rule: PART, "" for none
+	plain   bool
+	real    string // plain rule: the URL or path
+}
+
+// resolve looks up the balancers of the rules: own for this handler's, the
+// registry (lookupBalancer) for the others. As in httpd, a name that is not a
+// balancer makes the rule a plain one with "balancer://NAME/PART" as its URL.
+func (rm *reverseMapper) resolve(own *balancer.Balancer) []resolvedRule {
+	out := make([]resolvedRule, len(rm.rules))
+	for i, r := range rm.rules {
+		rr := resolvedRule{prefix: r.prefix, part: r.part, plain: r.plain, real: r.real}
+		if !r.plain {
+			b := own
+			if !r.own {
+				b = lookupBalancer(r.balancer)
 			}
-			rest = v[len(m)+len(part):]
-		} else {
-			if !hasPrefixFold(v, m) {
-				continue
+			if b == nil {
+				rr.plain, rr.real = true, "balancer://"+r.balancer+r.part
+			} else {
+				for _, m := range b.Members() {
+					rr.members = append(rr.members, m.Name())
+				}
 			}
-			rest = v[len(m):]
 		}
-		var out string
-		if prefix == "/" && strings.HasPrefix(rest, "/") {
-			out = rest
+		out[i] = rr
+	}
+	return out
+}
+
+// locationReverseMap is ap_proxy_location_reverse_map: the rules are tried in
+// order, the first that matches v gives the result, made absolute with the
+// front end's scheme and host unless it is an absolute URL; no match leaves v
+// as it is.
+//
+// A balancer rule matches a value that starts with any member's name
+// (case-insensitive), followed by the rule's PART (case-sensitive, after
+// dropping one trailing '/' of the member name); the result is prefix + the
+// rest (without PART, a prefix of "/" and a rest starting with '/' give just
+// the rest). A plain rule matches a value that starts with its URL
+// (case-insensitive); a URL that is a path is compared with the path of an
+// absolute value (from the first '/' after "://") or with the whole value;
+// the result is prefix + the rest.
+func locationReverseMap(v string, rules []resolvedRule, scheme, host string) string {
+	for _, r := range rules {
+		out, ok := "", false
+		if r.plain {
+			out, ok = plainReverseMap(v, r.prefix, r.real)
 		} else {
-			out = prefix + rest
+			out, ok = balancerReverseMap(v, r.prefix, r.part, r.members)
 		}
-		if !strings.Contains(out, "://") {
+		if !ok {
+			continue
+		}
+		if !isURL(out) {
 			out = constructURL(scheme, host, out)
 		}
 		return out
 	}
 	return v
+}
+
+// balancerReverseMap is one balancer rule of ap_proxy_location_reverse_map.
+func balancerReverseMap(v, prefix, part string, members []string) (string, bool) {
+	for _, m := range members {
+		if part != "" {
+			m = strings.TrimSuffix(m, "/")
+			if !hasPrefixFold(v, m) || !strings.HasPrefix(v[len(m):], part) {
+				continue
+			}
+			return prefix + v[len(m)+len(part):], true
+		}
+		if !hasPrefixFold(v, m) {
+			continue
+		}
+		rest := v[len(m):]
+		if prefix == "/" && strings.HasPrefix(rest, "/") {
+			return rest, true
+		}
+		return prefix + rest, true
+	}
+	return "", false
+}
+
+// plainReverseMap is one plain rule of ap_proxy_location_reverse_map.
+func plainReverseMap(v, prefix, real string) (string, bool) {
+	if real == "" {
+		return "", false
+	}
+	part := v
+	if real[0] == '/' {
+		if i := strings.Index(v, "://"); i >= 0 {
+			if j := strings.IndexByte(v[i+3:], '/'); j >= 0 {
+				part = v[i+3+j:]
+			}
+		}
+	}
+	if !hasPrefixFold(part, real) {
+		return "", false
+	}
+	return prefix + part[len(real):], true
+}
+
+// isURL is httpd's ap_is_url: the value starts with a scheme (letters,
+// digits, '+', '-', '.') and a ':'.
+func isURL(u string) bool {
+	for i := 0; i < len(u); i++ {
+		c := u[i]
+		switch {
+		case c == ':':
+			return i > 0
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '+', c == '-', c == '.':
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // constructURL is ap_construct_url: scheme://host[:port]path, default port omitted.
