@@ -228,8 +228,12 @@ func writeManagerBadRequest(w http.ResponseWriter, err error) {
 // push2table is httpd's push2table: split on '&' (empty pieces skipped),
 // split each piece at the first '=' (none: empty value), %-decode the key once
 // and the value twice; '+' stays '+'. A later duplicate key wins. With allowed
-// set, other keys are dropped.
+// set, other keys are dropped. The input is a C string in httpd: it ends at
+// the first NUL byte (a POST body's bytes after one are ignored).
 func push2table(input string, params map[string]string, allowed []string) {
+	if i := strings.IndexByte(input, 0); i >= 0 {
+		input = input[:i]
+	}
 	for _, piece := range strings.Split(input, "&") {
 		if piece == "" {
 			continue
@@ -307,9 +311,10 @@ func refererAllowed(r *http.Request, strict bool) bool {
 }
 
 // serverName is ap_get_server_name with UseCanonicalName Off: the host of
-// the request's Host header, without the port.
+// the request's Host header, without the port, lower-cased as httpd stores
+// it (the page's heading shows "localhost" for "Host: LOCALHOST").
 func serverName(r *http.Request) string {
-	host := r.Host
+	host := strings.ToLower(r.Host)
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		return h
 	}
@@ -323,7 +328,16 @@ func managerAction(r *http.Request, uri string) string {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	return scheme + "://" + r.Host + uri
+	// ap_construct_url: the lower-cased host, and the port unless it is the
+	// scheme's default.
+	host := strings.ToLower(r.Host)
+	if h, p, err := net.SplitHostPort(host); err == nil && ((scheme == "http" && p == "80") || (scheme == "https" && p == "443")) {
+		host = h
+		if strings.Contains(h, ":") {
+			host = "[" + h + "]"
+		}
+	}
+	return scheme + "://" + host + uri
 }
 
 // listBalancers returns the live balancers, sorted by name; with only given,

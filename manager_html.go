@@ -258,7 +258,7 @@ func radio(b *strings.Builder, name string, on bool) {
 	}
 	b.WriteString("<td><label for='" + name + "1'>On</label> <input name='" + name + "' id='" + name +
 		"1' value='1' type=radio" + checked(on) + ">")
-	b.WriteString("<br/><label for='" + name + "0'>Off</label> <input name='" + name + "' id='" + name +
+	b.WriteString(" <br/> <label for='" + name + "0'>Off</label> <input name='" + name + "' id='" + name +
 		"0' value='0' type=radio" + checked(!on) + "></td>\n")
 }
 
@@ -322,6 +322,9 @@ func (p *managerPage) workerForm(b *strings.Builder, v balancer.View) {
 			}
 		}
 	}
+	if len(exprs) == 1 {
+		exprs = nil // as httpd without any ProxyHCExpr: an empty select
+	}
 	for _, e := range exprs {
 		sel := ""
 		if e == hc.Expr {
@@ -330,10 +333,10 @@ func (p *managerPage) workerForm(b *strings.Builder, v balancer.View) {
 		fmt.Fprintf(b, "<option value='%s' %s >%s</option>\n", esc(e), sel, esc(e))
 	}
 	b.WriteString("</select>\n</td></tr>\n")
-	fmt.Fprintf(b, "<tr><td>Interval (ms)</td><td><input name='w_hi' id='w_hi' type='text'value='%d'></td></tr>\n", hc.Interval.Milliseconds())
-	fmt.Fprintf(b, "<tr><td>Passes trigger</td><td><input name='w_hp' id='w_hp' type='text'value='%d'></td></tr>\n", hc.Passes)
-	fmt.Fprintf(b, "<tr><td>Fails trigger)</td><td><input name='w_hf' id='w_hf' type='text'value='%d'></td></tr>\n", hc.Fails)
-	fmt.Fprintf(b, "<tr><td>HC uri</td><td><input name='w_hu' id='w_hu' type='text'value=\"%s\"></td></tr>\n", esc(hc.URI))
+	fmt.Fprintf(b, "<tr><td>Interval (ms)</td><td><input name='w_hi' id='w_hi' type='text' value='%d'></td></tr>\n", hc.Interval.Milliseconds())
+	fmt.Fprintf(b, "<tr><td>Passes trigger</td><td><input name='w_hp' id='w_hp' type='text' value='%d'></td></tr>\n", hc.Passes)
+	fmt.Fprintf(b, "<tr><td>Fails trigger)</td><td><input name='w_hf' id='w_hf' type='text' value='%d'></td></tr>\n", hc.Fails)
+	fmt.Fprintf(b, "<tr><td>HC uri</td><td><input name='w_hu' id='w_hu' type='text' value=\"%s\"></td></tr>\n", esc(hc.URI))
 	b.WriteString("</table>\n</td></tr>\n")
 
 	b.WriteString("<tr><td colspan='2'><input type=submit value='Submit'></td></tr>\n")
@@ -341,7 +344,7 @@ func (p *managerPage) workerForm(b *strings.Builder, v balancer.View) {
 	b.WriteString("value=\"" + escapeURI(m.Name) + "\">\n")
 	b.WriteString("<input type=hidden name='b' id='b' ")
 	b.WriteString("value=\"" + esc(v.Name) + "\">\n")
-	b.WriteString("<input type=hidden name='nonce' id='nonce' value=\"" + esc(v.Nonce) + "\">\n")
+	b.WriteString("<input type=hidden name='nonce' id='nonce' value='" + esc(v.Nonce) + "'>\n")
 	b.WriteString("</form>\n")
 	b.WriteString("<hr />\n")
 }
@@ -369,7 +372,7 @@ func (p *managerPage) balancerForm(b *strings.Builder, v balancer.View) {
 	b.WriteString("</tr>\n")
 	b.WriteString("<tr><td>Sticky Session:</td><td><input name='b_ss' id='b_ss' size=64 type=text ")
 	if v.StickySession != v.StickyPath {
-		b.WriteString("value =\"" + esc(v.StickySession) + " | " + esc(v.StickyPath))
+		b.WriteString("value =\"" + esc(v.StickySession) + "|" + esc(v.StickyPath))
 	} else {
 		b.WriteString("value =\"" + esc(v.StickySession))
 	}
@@ -382,7 +385,7 @@ func (p *managerPage) balancerForm(b *strings.Builder, v balancer.View) {
 	b.WriteString("<tr><td colspan=2><input type=submit value='Submit'></td></tr>\n")
 	b.WriteString("</table>\n<input type=hidden name='b' id='b' ")
 	b.WriteString("value=\"" + esc(v.Name) + "\">\n")
-	b.WriteString("<input type=hidden name='nonce' id='nonce' value=\"" + esc(v.Nonce) + "\">\n")
+	b.WriteString("<input type=hidden name='nonce' id='nonce' value='" + esc(v.Nonce) + "'>\n")
 	b.WriteString("</form>\n")
 	b.WriteString("<hr />\n")
 }

@@ -453,7 +453,7 @@ http://127.0.0.1:%d {
 	for _, f := range []string{"name='w_lf'", "name='w_ls'", "name='w_wr'", "name='w_rr'", "name='w_status_I'",
 		"name='w_status_N'", "name='w_status_D'", "name='w_status_H'", "name='w_status_R'", "name='w_status_C'",
 		"name='w_status_S'", "name='w_hm'", "name='w_hi'", "name='w_hp'", "name='w_hf'", "name='w_hu'", "name='w_he'",
-		"name='w' id='w'", "name='b' id='b'", "name='nonce' id='nonce' value=\"n1\"",
+		"name='w' id='w'", "name='b' id='b'", "name='nonce' id='nonce' value='n1'",
 		"action=\"" + admin + "/balancer-manager\""} {
 		if !strings.Contains(p, f) {
 			t.Errorf("worker form lacks %s", f)
