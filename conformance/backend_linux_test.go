@@ -26,9 +26,11 @@ type memberSocket struct {
 	name string
 	fd   int
 	port int
+	path string // the member URL's path (Member.Path)
 
 	mu  sync.Mutex
 	srv *http.Server // nil while down
+	ln  net.Listener
 }
 
 // reserveMember reserves a free loopback port for the member called name.
@@ -53,8 +55,8 @@ func reserveMember(name string) (*memberSocket, error) {
 	return &memberSocket{name: name, fd: fd, port: sa.(*syscall.SockaddrInet4).Port}, nil
 }
 
-// URL is the member URL as both configs name it.
-func (m *memberSocket) URL() string { return fmt.Sprintf("http://127.0.0.1:%d", m.port) }
+// URL is the member URL as both configs and both managers name it.
+func (m *memberSocket) URL() string { return fmt.Sprintf("http://127.0.0.1:%d%s", m.port, m.path) }
 
 // up starts listening and serving (no-op when already up).
 func (m *memberSocket) up() error {
@@ -68,18 +70,22 @@ func (m *memberSocket) up() error {
 		return fmt.Errorf("member %s: %w", m.name, err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(m.serve), ReadHeaderTimeout: 10 * time.Second}
-	m.srv = srv
+	m.srv, m.ln = srv, ln
 	go srv.Serve(ln)
 	return nil
 }
 
-// down closes the listener and every connection (no-op when down).
+// down closes the listener and every connection (no-op when down). The
+// listener is closed here, not only through srv.Close: right after up, Serve
+// may not have taken the listener over yet, and would then close it later,
+// when a following up may already want the port.
 func (m *memberSocket) down() {
 	m.mu.Lock()
-	srv := m.srv
-	m.srv = nil
+	srv, ln := m.srv, m.ln
+	m.srv, m.ln = nil, nil
 	m.mu.Unlock()
 	if srv != nil {
+		ln.Close()
 		srv.Close()
 	}
 }
@@ -100,8 +106,8 @@ func (m *memberSocket) close() {
 	syscall.Close(m.fd)
 }
 
-// serve answers "<name> <METHOD> <URI>" with header X-Backend: <name>. A path
-// containing /status/NNN makes it answer with status NNN.
+// serve answers "<name> <METHOD> <URI> host=<Host>" with header X-Backend:
+// <name>. A path containing /status/NNN makes it answer with status NNN.
 func (m *memberSocket) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Backend", m.name)
 	w.Header().Set("Content-Type", "text/plain")
@@ -112,5 +118,5 @@ func (m *memberSocket) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.WriteHeader(status)
-	fmt.Fprintf(w, "%s %s %s\n", m.name, r.Method, r.RequestURI)
+	fmt.Fprintf(w, "%s %s %s host=%s\n", m.name, r.Method, r.RequestURI, r.Host)
 }

@@ -15,12 +15,18 @@ import (
 )
 
 // caddyConfig renders the Caddy JSON config of the scenario: one server on
-// 127.0.0.1:port whose route /NAME, /NAME/* is the balancer handler (the
-// counterpart of httpd's ProxyPass /NAME balancer://NAME). Logs go to a file
-// in dir, storage too; the admin endpoint is off and nothing is autosaved.
-func caddyConfig(sc *Scenario, members map[string]*memberSocket, dir string, port int) ([]byte, error) {
+// 127.0.0.1:port whose route /NAME, /NAME/* strips /NAME and runs the
+// balancer handler (the counterpart of httpd's ProxyPass /NAME
+// balancer://NAME). Logs go to a file
+// in dir, storage too; nothing is autosaved. The admin endpoint, which serves
+// our balancer-manager, listens on 127.0.0.1:adminPort: a new port for every
+// load, because Caddy shuts the previous admin server down in the background.
+func caddyConfig(sc *Scenario, members map[string]*memberSocket, dir string, port, adminPort int) ([]byte, error) {
 	cfg := map[string]any{
-		"admin":   map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
+		"admin": map[string]any{
+			"listen": fmt.Sprintf("127.0.0.1:%d", adminPort),
+			"config": map[string]any{"persist": false},
+		},
 		"storage": map[string]any{"module": "file_system", "root": filepath.Join(dir, "storage")},
 		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{
 			"level":  "INFO",
@@ -30,8 +36,14 @@ func caddyConfig(sc *Scenario, members map[string]*memberSocket, dir string, por
 			"listen":          []string{fmt.Sprintf("127.0.0.1:%d", port)},
 			"automatic_https": map[string]any{"disable": true},
 			"routes": []any{map[string]any{
-				"match":  []any{map[string]any{"path": []string{"/" + sc.Name, "/" + sc.Name + "/*"}}},
-				"handle": []any{balancerHandler(sc, members)},
+				"match": []any{map[string]any{"path": []string{"/" + sc.Name, "/" + sc.Name + "/*"}}},
+				"handle": []any{
+					// ProxyPass /NAME balancer://NAME maps /NAME/x to the
+					// member's /x: strip the prefix, so that members see the
+					// same request line from both servers.
+					map[string]any{"handler": "rewrite", "strip_path_prefix": "/" + sc.Name},
+					balancerHandler(sc, members),
+				},
 			}},
 		}}}},
 	}
@@ -74,8 +86,14 @@ func balancerHandler(sc *Scenario, members map[string]*memberSocket) map[string]
 	if len(bl.FailOnStatus) > 0 {
 		h["failonstatus"] = bl.FailOnStatus
 	}
+	if bl.Growth != 0 {
+		h["growth"] = bl.Growth
+	}
 	var ms []map[string]any
 	for _, m := range sc.Members {
+		if m.Added {
+			continue
+		}
 		mj := map[string]any{"url": members[m.Name].URL()}
 		if m.LoadFactor != 0 {
 			mj["loadfactor"] = m.LoadFactor
@@ -103,10 +121,11 @@ func balancerHandler(sc *Scenario, members map[string]*memberSocket) map[string]
 
 // caddyRun is one in-process Caddy config.
 type caddyRun struct {
-	dir     string
-	port    int
-	cfg     []byte
-	handler []byte // the balancer handler's JSON, for reports
+	dir       string
+	port      int
+	adminPort int
+	cfg       []byte
+	handler   []byte // the balancer handler's JSON, for reports
 }
 
 // startCaddy loads the scenario's config into this process's Caddy.
@@ -115,7 +134,14 @@ func startCaddy(sc *Scenario, members map[string]*memberSocket, dir string) (*ca
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := caddyConfig(sc, members, dir, port)
+	adminPort, err := freePort()
+	for err == nil && adminPort == port {
+		adminPort, err = freePort()
+	}
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := caddyConfig(sc, members, dir, port, adminPort)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +149,7 @@ func startCaddy(sc *Scenario, members map[string]*memberSocket, dir string) (*ca
 	if err != nil {
 		return nil, err
 	}
-	c := &caddyRun{dir: dir, port: port, cfg: cfg, handler: handler}
+	c := &caddyRun{dir: dir, port: port, adminPort: adminPort, cfg: cfg, handler: handler}
 	if err := caddy.Load(cfg, true); err != nil {
 		return nil, fmt.Errorf("caddy.Load: %w\n%s", err, cfg)
 	}
@@ -131,6 +157,10 @@ func startCaddy(sc *Scenario, members map[string]*memberSocket, dir string) (*ca
 }
 
 func (c *caddyRun) base() string { return fmt.Sprintf("http://127.0.0.1:%d", c.port) }
+
+// managerBase is the admin endpoint, where our balancer-manager is; the
+// client's Host header (127.0.0.1:adminPort) is one the admin accepts.
+func (c *caddyRun) managerBase() string { return fmt.Sprintf("http://127.0.0.1:%d", c.adminPort) }
 
 func (c *caddyRun) stop() { _ = caddy.Stop() }
 

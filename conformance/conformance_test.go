@@ -5,6 +5,7 @@ package conformance
 import (
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -159,15 +160,29 @@ var scenarios = []Scenario{
 			get("/a?foo=xjsessionid=abc.r3"),
 			get("/ajsessionid=abc.r3"),
 			get("/a?jsessionid=abc%2Er3"),
-			get("/a;jsessionid=abc%2Er3"),
-			get("/a%3Bjsessionid=abc.r3"),
-			get("/a?jsessionid="),
 			get("/a?jsessionid=&jsessionid=x.r3"),
 			get("/a;jsessionid=abc.r2?jsessionid=abc.r3"),
 			get("/a?jsessionid=x.r2", "JSESSIONID=x.r3"),
 			get("/"),
 		},
-		Want: strings.Fields("r3 r1 r3 r3 r2 r3 r3 r1 r3 r3 r2 r3 r2 r2 r1"),
+		// Not here: the §4.5 row "/a?jsessionid=" (balanced). httpd's
+		// get_path_param goes on searching at path+1 after an occurrence
+		// followed by "=" and the end of the string, i.e. past the string's
+		// terminating NUL, so what it finds depends on stale memory after
+		// the URL: in 1 run in 3 or so it found "jsessionid=abc.r3" of an
+		// earlier request there and answered r3.
+		// The path rows with %-escapes are in sticky-url-escaped.
+		Want: strings.Fields("r3 r1 r3 r3 r2 r3 r3 r1 r3 r2 r2 r1"),
+	},
+	{
+		Name: "sticky-url-escaped",
+		About: "§4.5: the route is searched in the %-decoded path (%2E is '.', %3B is ';'); the member gets the " +
+			"path as httpd re-encodes it",
+		Balancer:  Balancer{StickySession: "JSESSIONID|jsessionid"},
+		Members:   routed("r1", "r2", "r3"),
+		Steps:     []Step{get("/a;jsessionid=abc%2Er3"), get("/a%3Bjsessionid=abc.r3"), get("/a%7Eb%41"), get("/a%20b")},
+		Want:      strings.Fields("r3 r3 r1 r2"),
+		KnownDiff: devPathCanon,
 	},
 	{
 		Name:     "sticky-scolon",
@@ -260,6 +275,94 @@ var scenarios = []Scenario{
 		Steps:    gets(9, "/"),
 		Want:     strings.Fields("b1 b2 b2 b1 b2 b2 b1 b2 b2"),
 	},
+
+	// §7.3 balancer-manager changes, POSTed to both managers (lbstatus
+	// worked out with §5.1; the final manager state is compared too).
+	{
+		Name: "manager-disable-enable",
+		About: "§7.3, §3.1 step 3: w_status_D disables b3, b1 and b2 share the load; re-enabling b3 requests a " +
+			"reset that stays parked (lbstatus is not reset), so b3, which kept its score, wins at once",
+		Members: []Member{{Name: "b1"}, {Name: "b2"}, {Name: "b3"}},
+		Steps: steps(gets(2, "/"), one(mgr("w", "b3", "w_status_D", "1")), gets(2, "/"),
+			one(mgr("w", "b3", "w_status_D", "0")), gets(4, "/")),
+		Want: strings.Fields("b1 b2 b1 b2 b3 b1 b2 b3"),
+	},
+	{
+		Name: "manager-loadfactor",
+		About: "§7.3, §5.1: w_lf=3 sets b2's lbfactor and every member's lbstatus to its lbfactor (recalc_factors); " +
+			"w_lf=0.5 is out of range and ignored",
+		Members: []Member{{Name: "b1"}, {Name: "b2"}},
+		Steps: steps(one(mgr("w", "b2", "w_lf", "3")), gets(4, "/"), one(mgr("w", "b1", "w_lf", "0.5")),
+			gets(4, "/")),
+		Want: strings.Fields("b2 b2 b1 b2 b2 b2 b1 b2"),
+	},
+	{
+		Name:    "manager-single-member-lf",
+		About:   "§5.1: the only member of a balancer is forced to loadfactor 1.00 whatever w_lf asks",
+		Members: []Member{{Name: "b1"}},
+		Steps:   steps(one(mgr("w", "b1", "w_lf", "5")), gets(2, "/")),
+		Want:    strings.Fields("b1 b1"),
+	},
+	{
+		Name: "manager-bmax-single",
+		About: "§7.3: b_max does not mark maxattempts as set, so on a one-member balancer it changes nothing: " +
+			"each request still makes one attempt on the dead member (elected 4, not 2+2×4)",
+		Members: []Member{{Name: "d1", Dead: true}},
+		Steps:   steps(gets(2, "/"), one(mgr("b_max", "3")), gets(2, "/")),
+		Want:    strings.Fields("503 503 503 503"),
+	},
+	{
+		Name: "manager-add-member",
+		About: "§7.3: b_nwrkr adds b2 (disabled) into the growth slot; adding it again or a second member is a " +
+			"400; once enabled b2 takes its share",
+		Balancer: Balancer{Growth: 1},
+		Members:  []Member{{Name: "b1"}, {Name: "b2", Added: true}, {Name: "b3", Added: true}},
+		Steps: steps(gets(1, "/"), one(mgr("b_nwrkr", "b2", "b_wyes", "1")), gets(1, "/"),
+			one(mgr("b_nwrkr", "b2", "b_wyes", "1")), one(mgr("b_nwrkr", "b3", "b_wyes", "1")),
+			one(mgr("w", "b2", "w_status_D", "0")), gets(3, "/")),
+		Want: strings.Fields("b1 b1 b1 b2 b1"),
+	},
+	{
+		Name: "manager-lbm-then-add",
+		About: "§7.3, §3.1 step 3: b_lbm=byrequests resets lbstatus at the next sync; a member added by a later " +
+			"POST and then enabled competes from lbstatus 0 (its enabling reset stays parked)",
+		Balancer: Balancer{LBMethod: "bybusyness", Growth: 1},
+		Members:  []Member{{Name: "b1"}, {Name: "b2"}, {Name: "b3", Added: true}},
+		Steps: steps(gets(3, "/"), one(mgr("b_lbm", "byrequests")), one(mgr("b_nwrkr", "b3", "b_wyes", "1")),
+			gets(4, "/"), one(mgr("w", "b3", "w_status_D", "0")), gets(4, "/")),
+		Want: strings.Fields("b1 b2 b1 b1 b2 b1 b2 b1 b2 b3 b1"),
+	},
+	{
+		Name: "manager-lbm-with-add",
+		About: "§7.3: b_lbm and b_nwrkr in one POST: httpd's member addition syncs the process's timestamp, so " +
+			"the lbmethod's reset is never run and b1, b2 keep their lbstatus",
+		Balancer:  Balancer{LBMethod: "bybusyness", Growth: 1},
+		Members:   []Member{{Name: "b1"}, {Name: "b2"}, {Name: "b3", Added: true}},
+		Steps:     steps(gets(3, "/"), one(mgr("b_lbm", "byrequests", "b_nwrkr", "b3", "b_wyes", "1")), gets(4, "/")),
+		Want:      strings.Fields("b1 b2 b1 b2 b1 b2 b1"),
+		KnownDiff: devResetWithAdd,
+	},
+	{
+		Name: "manager-sticky",
+		About: "§7.3, §4: b_ss=- turns sticky sessions off, b_ss=JSESSIONID|jsessionid on with other names; " +
+			"b_sforce=1 (nofailover) makes the route of a dead member a 503",
+		Balancer: Balancer{StickySession: "ROUTEID"},
+		Members:  routed("r1", "r2", "r3"),
+		Steps: []Step{
+			get("/", "ROUTEID=.r3"),
+			mgr("b_ss", "-"),
+			get("/", "ROUTEID=.r3"),
+			get("/", "ROUTEID=.r3"),
+			mgr("b_ss", "JSESSIONID|jsessionid"),
+			get("/?jsessionid=x.r3"),
+			get("/", "ROUTEID=.r2"),
+			down("r2"),
+			mgr("b_sforce", "1"),
+			get("/?jsessionid=x.r2"),
+			get("/"),
+		},
+		Want: strings.Fields("r3 r1 r2 r3 r1 503 r1"),
+	},
 }
 
 // routed returns members named and routed r1, r2, ...
@@ -271,6 +374,29 @@ func routed(names ...string) []Member {
 	return ms
 }
 
+// summaryLine is the suite's one-line result. TestConformance logs it;
+// TestMain prints it to stdout (shown with -v, in local directory mode and
+// when the package fails: `go test ./...` drops a passing package's output)
+// and, when CONFORMANCE_SUMMARY names a file, writes it there, which is how
+// CI shows it after `go test ./...`.
+var summaryLine string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if summaryLine != "" {
+		fmt.Println(summaryLine)
+		if path := os.Getenv("CONFORMANCE_SUMMARY"); path != "" {
+			if err := os.WriteFile(path, []byte(summaryLine+"\n"), 0o644); err != nil {
+				fmt.Fprintln(os.Stderr, "conformance: writing CONFORMANCE_SUMMARY:", err)
+			}
+		}
+	}
+	os.Exit(code)
+}
+
+// versionRE finds the httpd version in `apache2 -v`.
+var versionRE = regexp.MustCompile(`Apache/(\S+)`)
+
 func TestConformance(t *testing.T) {
 	if _, err := os.Stat(apache2Binary()); err != nil {
 		t.Skipf("httpd not installed (%v): install Debian's apache2 to run the conformance suite", err)
@@ -280,24 +406,83 @@ func TestConformance(t *testing.T) {
 		t.Fatalf("%s -v: %v", apache2Binary(), err)
 	}
 	t.Logf("httpd under test: %s", version)
+	if m := versionRE.FindStringSubmatch(version); m != nil {
+		version = m[1]
+	}
+	seed, n, err := randomSettings()
+	if err != nil {
+		t.Fatal(err)
+	}
 
+	all := append(append([]Scenario(nil), scenarios...), randomScenarios(seed, n)...)
 	names := map[string]bool{}
 	var verdicts []verdict
-	for i := range scenarios {
-		sc := &scenarios[i]
+	start := time.Now()
+	for i := range all {
+		sc := &all[i]
 		if names[sc.Name] {
 			t.Fatalf("scenario name %q is used twice", sc.Name)
 		}
 		names[sc.Name] = true
 		t.Run(sc.Name, func(t *testing.T) {
-			v := runScenario(t, sc)
-			verdicts = append(verdicts, v)
+			verdicts = append(verdicts, runScenario(t, sc))
 		})
 	}
+
 	var b strings.Builder
-	fmt.Fprintf(&b, "conformance against %s:\n", version)
+	fmt.Fprintf(&b, "conformance against httpd %s (seed %d), %v:\n", version, seed, time.Since(start).Round(time.Millisecond))
 	for _, v := range verdicts {
-		fmt.Fprintf(&b, "  %-34s %s\n", v.name, v.result)
+		if v.random && v.result == resultIdentical {
+			continue
+		}
+		res := v.result
+		if v.deviation != "" {
+			res += " " + v.deviation
+		}
+		fmt.Fprintf(&b, "  %-34s %s\n", v.name, res)
 	}
+	summaryLine = summarize(verdicts, version, seed)
+	b.WriteString(summaryLine)
 	t.Log(b.String())
+}
+
+// summarize is the quotable line, e.g.
+//
+//	conformance: 224/224 scenarios identical to httpd 2.4.71 (24 worked examples, 200 random, seed 1; deviations: none)
+func summarize(vs []verdict, version string, seed uint64) string {
+	identical, examples, random, differing := 0, 0, 0, 0
+	devs := map[string]int{}
+	var devOrder []string
+	for _, v := range vs {
+		if v.random {
+			random++
+		} else {
+			examples++
+		}
+		switch v.result {
+		case resultIdentical:
+			identical++
+		case resultDeviation:
+			if devs[v.deviation] == 0 {
+				devOrder = append(devOrder, v.deviation)
+			}
+			devs[v.deviation]++
+		default:
+			differing++
+		}
+	}
+	dev := "none"
+	if len(devOrder) > 0 {
+		parts := make([]string, len(devOrder))
+		for i, id := range devOrder {
+			parts[i] = fmt.Sprintf("%s ×%d", id, devs[id])
+		}
+		dev = strings.Join(parts, ", ")
+	}
+	line := fmt.Sprintf("conformance: %d/%d scenarios identical to httpd %s (%d worked examples, %d random, seed %d; deviations: %s",
+		identical, len(vs), version, examples, random, seed, dev)
+	if differing > 0 {
+		line += fmt.Sprintf("; DIFFERING: %d", differing)
+	}
+	return line + ")"
 }

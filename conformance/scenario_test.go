@@ -5,6 +5,7 @@ package conformance
 import (
 	"fmt"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -31,11 +32,23 @@ type Scenario struct {
 	// spec) against httpd, independently of Caddy.
 	Want []string
 
-	// KnownDiff, when set, says that caddy-balancer is known to disagree with
-	// httpd here, and why. The difference is reported but does not fail the
-	// test; a scenario marked so that then agrees fails, so that the mark is
-	// removed.
-	KnownDiff string
+	// KnownDiff, when set, names the deviation (deviations_test.go) by which
+	// caddy-balancer is known to disagree with httpd here. The difference is
+	// reported but does not fail the test; a scenario marked so that then
+	// agrees fails, so that the mark is removed.
+	KnownDiff *Deviation
+
+	// Seed says where a generated scenario comes from ("seed 1, scenario
+	// 57"); empty for the hand-written ones.
+	Seed  string
+	seed  uint64
+	index int
+}
+
+// reproduce is the command that runs this generated scenario alone.
+func (sc *Scenario) reproduce() string {
+	return fmt.Sprintf("CONFORMANCE_SEED=%d CONFORMANCE_N=%d go test -v -run 'TestConformance/%s$' ./conformance/",
+		sc.seed, sc.index, sc.Name)
 }
 
 // Balancer holds the balancer parameters (httpd's ProxySet keys, spec §6.3).
@@ -50,6 +63,7 @@ type Balancer struct {
 	ForceRecovery    *bool
 	Timeout          int   // seconds
 	FailOnStatus     []int // status codes
+	Growth           int   // free member slots for members added at run time
 }
 
 // Member is one BalancerMember (spec §6.2) and its backend.
@@ -59,6 +73,15 @@ type Member struct {
 	// Dead: nothing listens on the member's port at the start of the run
 	// (connections are refused). An Up step can start it later.
 	Dead bool
+	// Added: the member is not in the configuration; a manager step adds it
+	// ({"b_nwrkr": Name, "b_wyes": "1"}, spec §7.3), with default parameters
+	// and status D. Its port is reserved from the start. The parameters
+	// below do not apply to it.
+	Added bool
+
+	// Path follows host:port in the member's URL ("/app"): the member gets
+	// it before the request's path (spec §3.2).
+	Path string
 
 	LoadFactor float64 // 0: not configured (1)
 	LBSet      int
@@ -87,11 +110,23 @@ type Request struct {
 	Cookies []string
 }
 
-// ManagerChange is a balancer-manager update (spec §7.3), e.g.
-// {"w": "b1", "w_status_D": "1"}, where w names a member by Name.
-// Reserved: neither side runs manager steps yet.
+// ManagerChange is a balancer-manager update (spec §7.3): the form
+// parameters of one POST to /balancer-manager, e.g. {"w": "b1",
+// "w_status_D": "1"} or {"b_lbm": "bybusyness", "b_max": "2"}. w names a
+// member by Name (the harness sends its URL); b (the scenario's balancer) and
+// nonce (scraped from the manager's XML on each side) are added by the
+// harness. Both sides get the same POST with a same-host Referer.
 type ManagerChange struct {
 	Params map[string]string
+}
+
+// mgr is a manager step.
+func mgr(kv ...string) Step {
+	p := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		p[kv[i]] = kv[i+1]
+	}
+	return Step{Manager: &ManagerChange{Params: p}}
 }
 
 // Step constructors, for compact scenario tables.
@@ -163,6 +198,16 @@ func (sc *Scenario) check() error {
 		}
 		if s.Manager != nil {
 			n++
+			for _, k := range []string{"w", "b_nwrkr"} {
+				if w, ok := s.Manager.Params[k]; ok && !seen[w] {
+					return fmt.Errorf("step %d: manager change names unknown member %s=%q", i+1, k, w)
+				}
+			}
+			for _, k := range []string{"b", "nonce"} {
+				if _, ok := s.Manager.Params[k]; ok {
+					return fmt.Errorf("step %d: manager change sets %q, which the harness adds", i+1, k)
+				}
+			}
 		}
 		if n != 1 {
 			return fmt.Errorf("step %d: set exactly one of Request, Down, Up, Sleep, Manager", i+1)
@@ -187,9 +232,28 @@ func (s Step) String() string {
 	case s.Sleep != 0:
 		return "sleep " + s.Sleep.String()
 	case s.Manager != nil:
-		return fmt.Sprintf("manager %v", s.Manager.Params)
+		return "manager " + s.Manager.String()
 	}
 	return "?"
+}
+
+// String renders the change as its parameters, w first, the others sorted.
+func (mc *ManagerChange) String() string {
+	var keys []string
+	for k := range mc.Params {
+		if k != "w" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	if _, ok := mc.Params["w"]; ok {
+		keys = append([]string{"w"}, keys...)
+	}
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + mc.Params[k]
+	}
+	return strings.Join(parts, " ")
 }
 
 // describe renders the scenario for reports.
@@ -226,13 +290,23 @@ func (sc *Scenario) describe() string {
 	if len(bl.FailOnStatus) > 0 {
 		add("failonstatus", joinInts(bl.FailOnStatus))
 	}
+	if bl.Growth != 0 {
+		add("growth", strconv.Itoa(bl.Growth))
+	}
 	fmt.Fprintf(&b, "  balancer://%s %s\n", sc.Name, strings.Join(keys, " "))
 	for _, m := range sc.Members {
 		state := "alive"
 		if m.Dead {
 			state = "dead "
 		}
-		fmt.Fprintf(&b, "  member %-4s %s %s\n", m.Name, state, strings.Join(memberParams(m), " "))
+		if m.Added {
+			state += " (not configured: added by the manager)"
+		}
+		path := ""
+		if m.Path != "" {
+			path = "path=" + m.Path + " "
+		}
+		fmt.Fprintf(&b, "  member %-4s %s %s%s\n", m.Name, state, path, strings.Join(memberParams(m), " "))
 	}
 	for i, s := range sc.Steps {
 		fmt.Fprintf(&b, "  step %2d: %s\n", i+1, s)
