@@ -120,10 +120,20 @@ func persistEnabled(name string) bool {
 	return ok
 }
 
+// persistOrder maps a *balancer.Balancer to the *sync.Mutex held from its
+// snapshot to the end of its write, so that concurrent changes are stored in
+// the order their snapshots were taken: the state stored last is never older
+// than the last change.
+var persistOrder sync.Map
+
 // persistBalancer is called after every run-time change of a balancer: it
 // keeps the new state for reloads and, with persist on, writes it to storage.
 // Errors are logged, never returned: the change itself stands.
 func persistBalancer(b *balancer.Balancer) {
+	l, _ := persistOrder.LoadOrStore(b, new(sync.Mutex))
+	mu := l.(*sync.Mutex)
+	mu.Lock()
+	defer mu.Unlock()
 	snap := b.Snapshot()
 	liveParams.Store(b, snap)
 	v, ok := persistTargets.Load(b.Name())

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -77,6 +78,11 @@ type Balancer struct {
 
 	// ev holds the OnStatusChange hook and the changes to report (events.go).
 	ev eventState
+
+	// Copies of settings that the request path reads without the lock; they
+	// are written under the lock by configure.
+	stickyName atomic.Pointer[string] // sticky, the cookie name
+	postCheck  atomic.Bool            // failonstatus or failontimeout is set
 
 	// Now is the clock; tests replace it.
 	Now func() time.Time
@@ -169,17 +175,22 @@ func (b *Balancer) configure(cfg Config, old []*Member) error {
 			members = append(members, o)
 		}
 	}
-	b.name = cfg.Name
+	if b.name != cfg.Name {
+		// Set once: a reload keeps the name (balancers are found by it), and
+		// Name is read without the lock.
+		b.name = cfg.Name
+	}
 	b.cfg = cfg
 	b.members = members
 	if b.method == nil || b.method.Name() != method.Name() {
 		b.method = method
 		method.Reset(members)
 	}
-	b.sticky, b.stickyPath = cfg.StickySession, cfg.StickyPath
+	b.setSticky(cfg.StickySession, cfg.StickyPath)
 	if b.sticky != "" && b.stickyPath == "" {
 		b.stickyPath = b.sticky
 	}
+	b.postCheck.Store(len(cfg.FailOnStatus) > 0 || cfg.FailOnTimeout)
 	b.sep = cfg.StickySeparator
 	b.scolon = cfg.SColonPathDelim
 	b.nofailover = cfg.NoFailover
@@ -203,6 +214,14 @@ func (b *Balancer) configure(cfg Config, old []*Member) error {
 		b.nonce = newNonce()
 	}
 	return nil
+}
+
+// setSticky sets the sticky session cookie and URL parameter names and
+// publishes the cookie name to the lock-free readers (Sticky, StickyCookie).
+// Caller holds the lock.
+func (b *Balancer) setSticky(cookie, path string) {
+	b.sticky, b.stickyPath = cookie, path
+	b.stickyName.Store(&cookie)
 }
 
 // Reconfigure applies a new configuration to a running balancer (a Caddy config
@@ -289,7 +308,7 @@ type Pick struct {
 func (b *Balancer) Pick(ctx context.Context, req *Request) (Pick, error) {
 	var p Pick
 	b.mu.Lock()
-	now := b.Now()
+	now := &clock{b: b}
 	b.forcedRecovery(now)
 	if b.sticky != "" && req != nil {
 		route, name, ok := b.sessionRoute(req)
@@ -321,6 +340,7 @@ func (b *Balancer) Pick(ctx context.Context, req *Request) (Pick, error) {
 	if m != nil {
 		p.WorkerRoute = m.route
 	}
+	sticky := b.sticky != ""
 	timeout := b.timeout
 	b.unlock()
 	if m == nil && timeout > 0 {
@@ -334,7 +354,7 @@ func (b *Balancer) Pick(ctx context.Context, req *Request) (Pick, error) {
 	}
 	m.busy.Add(1)
 	p.Member = m
-	p.RouteChanged = b.sticky != ""
+	p.RouteChanged = sticky
 	return p, nil
 }
 
@@ -355,7 +375,7 @@ func (b *Balancer) waitForMember(ctx context.Context, timeout time.Duration) *Me
 		case <-t.C:
 		}
 		b.mu.Lock()
-		m := b.choose(b.Now())
+		m := b.choose(&clock{b: b})
 		b.unlock()
 		if m != nil {
 			return m
@@ -366,7 +386,7 @@ func (b *Balancer) waitForMember(ctx context.Context, timeout time.Duration) *Me
 }
 
 // choose runs the chooser and counts the election. Caller holds the lock.
-func (b *Balancer) choose(now time.Time) *Member {
+func (b *Balancer) choose(now *clock) *Member {
 	m := bestWorker(b.members, b.method, now)
 	if m != nil {
 		m.elected.Add(1)
@@ -392,7 +412,7 @@ func (b *Balancer) stickyUpdate(sticky *Member) {
 // and ends the walk if that lifts it (so members before the first healthy one
 // are retried too). If the walk finds every member still in error and
 // forcerecovery is on, lift E on all of them.
-func (b *Balancer) forcedRecovery(now time.Time) {
+func (b *Balancer) forcedRecovery(now *clock) {
 	for _, m := range b.members {
 		if m.status&InError == 0 {
 			return
@@ -453,6 +473,9 @@ func (m *Member) ConnectOK() {
 // ignores errors.
 func (m *Member) PostRequest(status int, timedOut bool) {
 	b := m.b
+	if !b.postCheck.Load() {
+		return // neither failonstatus nor failontimeout: nothing to do
+	}
 	b.mu.Lock()
 	defer b.unlock()
 	if m.status&IgnoreErrors != 0 {
@@ -485,16 +508,15 @@ func (m *Member) Usable() bool {
 
 // Sticky reports whether sticky sessions are configured.
 func (b *Balancer) Sticky() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sticky != ""
+	return b.StickyCookie() != ""
 }
 
 // StickyCookie is the sticky session cookie name, "" if none.
 func (b *Balancer) StickyCookie() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sticky
+	if p := b.stickyName.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Route is the member's route.

@@ -26,8 +26,12 @@ func (b *Balancer) SyncExternal(down func(i int) bool, busy func(i int) int64) {
 func (m *Member) Index() int {
 	m.b.mu.Lock()
 	defer m.b.mu.Unlock()
+	if i := m.index; i < len(m.b.members) && m.b.members[i] == m {
+		return i // where it was last found: members rarely move
+	}
 	for i, o := range m.b.members {
 		if o == m {
+			m.index = i
 			return i
 		}
 	}

@@ -17,10 +17,59 @@ type Method interface {
 	chosen(winner *Member, st *selection)
 }
 
-// selection is the per-selection scratch state of the lbmethods.
+// methodKind names a built-in lbmethod, so that the chooser calls its
+// comparison directly (inlined, with the scratch state on the stack) instead
+// of through the Method interface.
+type methodKind uint8
+
+const (
+	kindByRequests methodKind = iota
+	kindByBusyness
+	kindByTraffic
+)
+
+func kindOf(m Method) methodKind {
+	switch m.(type) {
+	case byBusyness:
+		return kindByBusyness
+	case byTraffic:
+		return kindByTraffic
+	default:
+		return kindByRequests
+	}
+}
+
+func (k methodKind) isBest(c, best *Member, st *selection) bool {
+	switch k {
+	case kindByBusyness:
+		return byBusyness{}.isBest(c, best, st)
+	case kindByTraffic:
+		return byTraffic{}.isBest(c, best, st)
+	default:
+		return byRequests{}.isBest(c, best, st)
+	}
+}
+
+func (k methodKind) chosen(w *Member, st *selection) {
+	switch k {
+	case kindByBusyness:
+		byBusyness{}.chosen(w, st)
+	case kindByTraffic:
+		byTraffic{}.chosen(w, st)
+	default:
+		byRequests{}.chosen(w, st)
+	}
+}
+
+// selection is the per-selection scratch state of the lbmethods. The current
+// best member's keys are kept here so that a comparison does not reload them
+// from the member (its lbstatus cannot change during the walk: every member
+// is offered at most once).
 type selection struct {
 	total int64
-	min   int64
+	min   int64 // bytraffic: the best member's traffic
+	lb    int64 // byrequests, bybusyness: the best member's lbstatus
+	busy  int64 // bybusyness: the best member's busy count
 }
 
 var methods = map[string]Method{
@@ -60,9 +109,14 @@ func (byRequests) Reset(members []*Member) {
 }
 
 func (byRequests) isBest(c, best *Member, st *selection) bool {
-	c.lbstatus += int64(c.lbfactor)
+	lb := c.lbstatus + int64(c.lbfactor)
+	c.lbstatus = lb
 	st.total += int64(c.lbfactor)
-	return best == nil || c.lbstatus > best.lbstatus
+	if best == nil || lb > st.lb {
+		st.lb = lb
+		return true
+	}
+	return false
 }
 
 func (byRequests) chosen(w *Member, st *selection) { w.lbstatus -= st.total }
@@ -81,13 +135,15 @@ func (byBusyness) Reset(members []*Member) {
 }
 
 func (byBusyness) isBest(c, best *Member, st *selection) bool {
-	c.lbstatus += int64(c.lbfactor)
+	lb := c.lbstatus + int64(c.lbfactor)
+	c.lbstatus = lb
 	st.total += int64(c.lbfactor)
-	if best == nil {
+	cb := c.busy.Load()
+	if best == nil || cb < st.busy || (cb == st.busy && lb > st.lb) {
+		st.lb, st.busy = lb, cb
 		return true
 	}
-	cb, bb := c.busy.Load(), best.busy.Load()
-	return cb < bb || (cb == bb && c.lbstatus > best.lbstatus)
+	return false
 }
 
 func (byBusyness) chosen(w *Member, st *selection) { w.lbstatus -= st.total }

@@ -272,7 +272,7 @@ func (m *Member) SetLBSet(n int) error {
 func (m *Member) SetRoute(route string) {
 	m.b.mu.Lock()
 	defer m.b.unlock()
-	m.route = managerString(route, 64)
+	m.setRoute(managerString(route, 64))
 }
 
 // SetRedirect sets the member's redirect route as the manager does (w_rr): a
@@ -463,12 +463,12 @@ func (b *Balancer) SetStickySession(v string) error {
 	b.mu.Lock()
 	defer b.unlock()
 	if v == "-" {
-		b.sticky, b.stickyPath = "", ""
+		b.setSticky("", "")
 		return nil
 	}
-	b.sticky, b.stickyPath = v, v
+	b.setSticky(v, v)
 	if cookie, path, ok := strings.Cut(v, "|"); ok {
-		b.sticky, b.stickyPath = cookie, path
+		b.setSticky(cookie, path)
 	}
 	return nil
 }
@@ -589,7 +589,7 @@ func (b *Balancer) applyWorkerFormLocked(w *Member, p map[string]string, res *Ma
 		}
 	}
 	if v, ok := p["w_wr"]; ok {
-		w.route = managerString(v, 64)
+		w.setRoute(managerString(v, 64))
 		res.Changed = true
 	}
 	if v, ok := p["w_rr"]; ok {
@@ -691,11 +691,11 @@ func (b *Balancer) applyBalancerFormLocked(p map[string]string, res *ManagerResu
 	}
 	if v, ok := p["b_ss"]; ok && v != "" && len(v) < 63 {
 		if v == "-" {
-			b.sticky, b.stickyPath = "", ""
+			b.setSticky("", "")
 		} else {
-			b.sticky, b.stickyPath = v, v
+			b.setSticky(v, v)
 			if cookie, path, ok := strings.Cut(v, "|"); ok {
-				b.sticky, b.stickyPath = cookie, path
+				b.setSticky(cookie, path)
 			}
 		}
 		res.Changed = true
@@ -991,7 +991,7 @@ func (b *Balancer) restoreParamsLocked(s Snapshot) bool {
 		method.Reset(b.members)
 	}
 	if len(p.StickySession) < 64 && len(p.StickyPath) < 64 {
-		b.sticky, b.stickyPath = p.StickySession, p.StickyPath
+		b.setSticky(p.StickySession, p.StickyPath)
 	}
 	b.nofailover = p.NoFailover
 	if p.Timeout >= 0 && p.Timeout <= 7200*time.Second {
@@ -1018,7 +1018,7 @@ func (b *Balancer) restoreMemberLocked(m *Member, sm SnapshotMember) {
 		m.lbset = sm.LBSet
 	}
 	if len(sm.Route) < 64 {
-		m.route = sm.Route
+		m.setRoute(sm.Route)
 	}
 	if len(sm.Redirect) < 64 {
 		m.redirect = sm.Redirect

@@ -52,6 +52,18 @@ type HealthCheck struct {
 // comment are guarded by the balancer's mutex; counters that are read on the
 // hot path without the lock are atomics.
 type Member struct {
+	// The fields the chooser and the sticky lookup read for every member come
+	// first, so that one selection touches few cache lines per member.
+	status   Status
+	lbset    int
+	lbfactor int
+	lbstatus int64
+	busy     atomic.Int64
+	routeKey uint64       // routeKeyOf(route), set with route by setRoute
+	transfer atomic.Int64 // bytes sent to the member
+	read     atomic.Int64 // bytes read from the member
+	route    string
+
 	b *Balancer
 
 	// name is the normalized URL, httpd's worker name.
@@ -67,12 +79,7 @@ type Member struct {
 	cfg     MemberConfig // as configured; compared on reload
 	dynamic bool         // added at run time
 
-	lbfactor int
-	lbset    int
-	route    string
 	redirect string
-	status   Status
-	lbstatus int64
 	retry    time.Duration
 	timeout  time.Duration
 	hc       HealthCheck
@@ -80,12 +87,10 @@ type Member struct {
 	fcount   int
 	hcs      hcState // health-check bookkeeping (hcheck.go)
 
+	index     int          // position in the balancer's members when last looked up (Index)
 	errorTime atomic.Int64 // unix nanoseconds, 0 = never
 	retries   atomic.Int64
 	elected   atomic.Int64
-	busy      atomic.Int64
-	transfer  atomic.Int64 // bytes sent to the member
-	read      atomic.Int64 // bytes read from the member
 }
 
 // NormalizeURL returns httpd's worker name for a member URL and its parts: the
@@ -173,7 +178,7 @@ func (m *Member) applyConfig(mc MemberConfig) {
 		m.lbfactor = 100
 	}
 	m.lbset = mc.LBSet
-	m.route = mc.Route
+	m.setRoute(mc.Route)
 	m.redirect = mc.Redirect
 	m.status = Initialized | mc.Status
 	m.retry = DefaultRetry
@@ -225,14 +230,49 @@ func (m *Member) isUsable() bool { return m.status.Usable() }
 // retryWorker is ap_proxy_retry_worker: lift E when the member is examined, if
 // it is not stopped and either ignores errors or its retry period has passed
 // (strictly). Caller holds the lock.
-func (m *Member) retryWorker(now time.Time) {
+func (m *Member) retryWorker(now *clock) {
 	if m.status&InError == 0 || m.status&Stopped != 0 {
 		return
 	}
-	if m.status&IgnoreErrors != 0 || now.UnixNano() > m.errorTime.Load()+int64(m.retry) {
+	if m.status&IgnoreErrors != 0 || now.unixNano() > m.errorTime.Load()+int64(m.retry) {
 		old := m.status
 		m.status &^= InError
 		m.retries.Add(1)
 		m.b.noteChange(m, old, ReasonRetry)
 	}
+}
+
+// setRoute sets the member's route and its key. Caller holds the lock (or
+// owns the member).
+func (m *Member) setRoute(r string) {
+	m.route, m.routeKey = r, routeKeyOf(r)
+}
+
+// routeKeyOf packs a route's length and its last seven bytes (where routes
+// such as node1, node2 differ) into a number kept next to the member's other
+// hot fields: findRouteWorker compares the keys and reads the route's bytes,
+// which are elsewhere in memory, only when they are equal.
+func routeKeyOf(r string) uint64 {
+	k := uint64(len(r)) << 56
+	for i := 0; i < 7 && i < len(r); i++ {
+		k |= uint64(r[len(r)-1-i]) << (8 * i)
+	}
+	return k
+}
+
+// clock is the time of one selection, read from Balancer.Now at most once and
+// only when a member in error is examined: a healthy balancer's selection does
+// not read the clock at all (time.Now costs as much as the rest of a
+// selection on some virtual machines).
+type clock struct {
+	b   *Balancer
+	ns  int64
+	set bool
+}
+
+func (c *clock) unixNano() int64 {
+	if !c.set {
+		c.ns, c.set = c.b.Now().UnixNano(), true
+	}
+	return c.ns
 }

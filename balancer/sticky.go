@@ -1,9 +1,6 @@
 package balancer
 
-import (
-	"strings"
-	"time"
-)
+import "strings"
 
 // sessionRoute is find_session_route: look for the session value in the URL
 // (the sticky path parameter) first, then in the Cookie header, then cut the
@@ -47,34 +44,44 @@ func RouteFromValue(value string, sep byte) (string, bool) {
 // PathParam is get_path_param: find the parameter name as a plain substring
 // anywhere in url; the first occurrence followed by '=' and at least one more
 // character gives the value, which is the first token of the rest split on
-// '?' and '&' (and ';' with scolon), leading delimiters skipped.
+// '?' and '&' (and ';' with scolon), leading delimiters skipped. As in httpd
+// (`strstr(path + 1, name)` after path moved past the name, and the '=' if
+// any), the next occurrence is searched from one character further on. An
+// empty name finds nothing.
 func PathParam(url, name string, scolon bool) (string, bool) {
 	delims := "?&"
 	if scolon {
 		delims = "?&;"
 	}
-	for i := 0; ; {
+	if name == "" {
+		return "", false
+	}
+	for i := 0; i <= len(url); i++ {
 		j := strings.Index(url[i:], name)
 		if j < 0 {
 			return "", false
 		}
 		i += j + len(name)
-		if i < len(url) && url[i] == '=' && i+1 < len(url) {
-			rest := url[i+1:]
-			k := 0
-			for k < len(rest) && strings.IndexByte(delims, rest[k]) >= 0 {
-				k++
+		if i < len(url) && url[i] == '=' {
+			i++
+			if i < len(url) {
+				rest := url[i:]
+				k := 0
+				for k < len(rest) && strings.IndexByte(delims, rest[k]) >= 0 {
+					k++
+				}
+				rest = rest[k:]
+				if rest == "" {
+					return "", false
+				}
+				if e := strings.IndexAny(rest, delims); e >= 0 {
+					rest = rest[:e]
+				}
+				return rest, true
 			}
-			rest = rest[k:]
-			if rest == "" {
-				return "", false
-			}
-			if e := strings.IndexAny(rest, delims); e >= 0 {
-				rest = rest[:e]
-			}
-			return rest, true
 		}
 	}
+	return "", false
 }
 
 func isSpace(c byte) bool {
@@ -84,24 +91,27 @@ func isSpace(c byte) bool {
 // CookieParam is get_cookie_param: an occurrence of the cookie name at the
 // start of the header or after ';', ',' or white space, then optional white
 // space, '=' and at least one character; the value runs to the first ';' or ','.
+// The next occurrence is searched as httpd searches it: from one character
+// after a rejected occurrence's start, or from one character past the
+// character that was compared with '='.
 func CookieParam(header, name string) (string, bool) {
 	if name == "" {
 		return "", false
 	}
-	for i := 0; ; {
+	for i := 0; i <= len(header); {
 		j := strings.Index(header[i:], name)
 		if j < 0 {
 			return "", false
 		}
 		start := i + j
-		i = start + len(name)
 		if start > 0 {
 			c := header[start-1]
 			if c != ';' && c != ',' && !isSpace(c) {
+				i = start + 1
 				continue
 			}
 		}
-		k := i
+		k := start + len(name)
 		for k < len(header) && isSpace(header[k]) {
 			k++
 		}
@@ -112,7 +122,9 @@ func CookieParam(header, name string) (string, bool) {
 			}
 			return v, true
 		}
+		i = k + 2
 	}
+	return "", false
 }
 
 // findRouteWorker is find_route_worker: first the members that are not hot
@@ -121,13 +133,14 @@ func CookieParam(header, name string) (string, bool) {
 // and it has a redirect, the redirect route is resolved the same way (to a
 // depth below the member count). lbset, spares and drain are ignored here.
 // Caller holds the lock.
-func (b *Balancer) findRouteWorker(route string, depth int, now time.Time) *Member {
+func (b *Balancer) findRouteWorker(route string, depth int, now *clock) *Member {
+	if route == "" {
+		return nil // no member has an empty route
+	}
+	key := routeKeyOf(route)
 	for pass := 0; pass < 2; pass++ {
 		for _, m := range b.members {
-			if (m.status&HotStandby != 0) != (pass == 1) {
-				continue
-			}
-			if m.route == "" || m.route != route {
+			if m.routeKey != key || (m.status&HotStandby != 0) != (pass == 1) || m.route != route {
 				continue
 			}
 			if m.isUsable() {
