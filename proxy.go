@@ -1,9 +1,11 @@
 package caddybalancer
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +41,24 @@ type requestState struct {
 	connectFailed bool
 	timedOut      bool
 	status        int
+
+	// vars holds the request's {http.balancer.*} placeholders. They are not
+	// part of the pooled state: the access log may read them after the
+	// request.
+	vars *balancerVars
+
+	// Room for the first attempt's upstream and its pool, and for the list
+	// of members picked, so that the common request, one attempt, costs no
+	// allocation for them; a further attempt gets a fresh upstream. The
+	// upstream may be reused by a later request once this state is back in
+	// the pool: Caddy keeps no pointer to it after the attempt (a dial that
+	// lost the race to a pooled connection only holds copies of its address).
+	// The counting bodies are allocated: net/http may close a request body
+	// after the request has ended.
+	up        reverseproxy.Upstream
+	pool      [1]*reverseproxy.Upstream
+	pickedBuf [1]*balancer.Member
+	upUsed    bool
 }
 
 var statePool = sync.Pool{New: func() any { return new(requestState) }}
@@ -50,13 +70,20 @@ var statePool = sync.Pool{New: func() any { return new(requestState) }}
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	st := statePool.Get().(*requestState)
 	st.h = h
+	st.picked = st.pickedBuf[:0]
 	if h.rmap != nil {
 		st.frontScheme, st.frontHost = "http", r.Host
 		if r.TLS != nil {
 			st.frontScheme = "https"
 		}
 	}
-	caddyhttp.SetVar(r.Context(), stateVarKey, st)
+	// caddyhttp.SetVar, with one look-up of the vars map for the state and
+	// the placeholders (each look-up walks the request's context chain).
+	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	st.vars = requestVars(r, vars)
+	if vars != nil {
+		vars[stateVarKey] = st
+	}
 	defer h.finish(st, r)
 
 	var err error
@@ -71,6 +98,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if st.member.Usable() || attempts >= h.bal.MaxAttempts() {
 			break
 		}
+		r = withOwnVars(r)
 	}
 	if err != nil && st.connectFailed {
 		// httpd answers a request whose members could not be reached with 503;
@@ -98,9 +126,31 @@ func (h *Handler) finish(st *requestState, r *http.Request) {
 		}
 		m.Release()
 	}
-	caddyhttp.SetVar(r.Context(), stateVarKey, nil)
-	*st = requestState{picked: st.picked[:0]}
+	// The request's vars map is not written here (no SetVar(nil)): a dial
+	// that net/http started for this request and that lost the race to a
+	// pooled connection may still be running, and Caddy's dialer reads
+	// that map (reverse_proxy.proxy). The stale entry is never read: only
+	// this request's GetUpstreams and RoundTrip look it up.
+	*st = requestState{}
 	statePool.Put(st)
+}
+
+// withOwnVars gives a failover attempt its own copy of the request's vars map.
+// reverse_proxy writes to that map each time its ServeHTTP runs
+// (prepareRequest), while a dial that net/http started for the previous
+// attempt may still be running in the background and reading it (Caddy's
+// dialer): with a copy, nothing writes the map those goroutines read. Only the
+// failover path pays for the copy.
+func withOwnVars(r *http.Request) *http.Request {
+	old, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	if old == nil {
+		return r
+	}
+	vars := make(map[string]any, len(old)+2)
+	for k, v := range old {
+		vars[k] = v
+	}
+	return r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, vars))
 }
 
 // memberSource is the reverse_proxy upstream source of a balancer: for each
@@ -121,7 +171,6 @@ func (s memberSource) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, e
 		req = &balancer.Request{URL: stickyURL(b.Name(), r), Cookie: strings.Join(r.Header.Values("Cookie"), ", ")}
 	}
 	pick, err := b.Pick(r.Context(), req)
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if err != nil {
 		// httpd answers 503 (nofailover, no usable member) before it sets
 		// any BALANCER_* variable: an earlier attempt's values remain, a
@@ -131,8 +180,14 @@ func (s memberSource) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, e
 	}
 	st.member, st.pick = pick.Member, pick
 	st.picked = append(st.picked, pick.Member)
-	if repl != nil {
-		setPlaceholders(repl, b, pick)
+	st.vars.set(b, pick)
+	// reverse_proxy provisions the upstreams it is given (it writes to
+	// them), so each attempt gets its own: the state's for the first.
+	if !st.upUsed {
+		st.upUsed = true
+		st.up.Dial = pick.Member.Dial()
+		st.pool[0] = &st.up
+		return st.pool[:], nil
 	}
 	return []*reverseproxy.Upstream{{Dial: pick.Member.Dial()}}, nil
 }
@@ -152,20 +207,71 @@ func stickyURL(name string, r *http.Request) string {
 	return sb.String()
 }
 
-// setPlaceholders sets {http.balancer.*}, httpd's BALANCER_* variables.
-func setPlaceholders(repl *caddy.Replacer, b *balancer.Balancer, p balancer.Pick) {
-	repl.Set("http.balancer.name", "balancer://"+b.Name())
-	repl.Set("http.balancer.worker_name", p.Member.Name())
-	repl.Set("http.balancer.worker_route", p.WorkerRoute)
-	if p.RouteChanged {
-		repl.Set("http.balancer.route_changed", "1")
-	} else {
-		repl.Delete("http.balancer.route_changed")
+// balancerVars are a request's {http.balancer.*} placeholders, httpd's
+// BALANCER_* variables, as the last pick left them. The replacer reads them
+// through one provider registered per request (requestVars) instead of a
+// map assignment and an allocation for each value at every pick; the values
+// are turned into strings only if a placeholder is used.
+type balancerVars struct {
+	b            *balancer.Balancer // nil until a member was picked
+	workerName   string
+	workerRoute  string
+	routeChanged bool
+	hasSession   bool
+	sticky       string
+	route        string
+}
+
+// varsVarKey is the request variable holding the request's balancerVars, so
+// that a request that passes through several balancer handlers has one set of
+// placeholders, the last pick's, as with repl.Set.
+const varsVarKey = "balancer.placeholders"
+
+// requestVars returns the request's placeholders, registering new ones with
+// the request's replacer if the request has none yet. vars is the request's
+// vars map.
+func requestVars(r *http.Request, vars map[string]any) *balancerVars {
+	if v, ok := vars[varsVarKey].(*balancerVars); ok {
+		return v
 	}
+	buf := new(balancerVars)
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok && vars != nil {
+		repl.Map(buf.placeholder)
+		vars[varsVarKey] = buf
+	}
+	return buf
+}
+
+// set records a pick: name, worker_name, worker_route, route_changed (set or
+// removed) and, if the request has a route, session_sticky and session_route.
+func (v *balancerVars) set(b *balancer.Balancer, p balancer.Pick) {
+	v.b, v.workerName, v.workerRoute, v.routeChanged = b, p.Member.Name(), p.WorkerRoute, p.RouteChanged
 	if p.HasRoute {
-		repl.Set("http.balancer.session_sticky", p.StickyName)
-		repl.Set("http.balancer.session_route", p.Route)
+		v.hasSession, v.sticky, v.route = true, p.StickyName, p.Route
 	}
+}
+
+// placeholder is the replacer's provider for {http.balancer.*}.
+func (v *balancerVars) placeholder(key string) (any, bool) {
+	name, ok := strings.CutPrefix(key, "http.balancer.")
+	if !ok {
+		return nil, false
+	}
+	switch {
+	case v.b != nil && name == "name":
+		return "balancer://" + v.b.Name(), true
+	case v.b != nil && name == "worker_name":
+		return v.workerName, true
+	case v.b != nil && name == "worker_route":
+		return v.workerRoute, true
+	case v.b != nil && name == "route_changed" && v.routeChanged:
+		return "1", true
+	case v.hasSession && name == "session_sticky":
+		return v.sticky, true
+	case v.hasSession && name == "session_route":
+		return v.route, true
+	}
+	return nil, false
 }
 
 // memberTransport wraps the reverse_proxy transport: it sends each attempt to
@@ -250,13 +356,29 @@ func (t *memberTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // requestHeadSize estimates the request line and header bytes sent.
 func requestHeadSize(req *http.Request) int64 {
-	n := len(req.Method) + 1 + len(req.URL.RequestURI()) + len(" HTTP/1.1\r\n") + len("Host: \r\n") + len(req.Host) + 2
+	n := len(req.Method) + 1 + requestURILen(req.URL) + len(" HTTP/1.1\r\n") + len("Host: \r\n") + len(req.Host) + 2
 	for k, vs := range req.Header {
 		for _, v := range vs {
 			n += len(k) + 2 + len(v) + 2
 		}
 	}
 	return int64(n)
+}
+
+// requestURILen is len(u.RequestURI()) without building the string (which
+// allocates) for the usual request URI, path and query.
+func requestURILen(u *url.URL) int {
+	if u.Opaque != "" {
+		return len(u.RequestURI())
+	}
+	n := len(u.EscapedPath())
+	if n == 0 {
+		n = 1 // "/"
+	}
+	if u.ForceQuery || u.RawQuery != "" {
+		n += 1 + len(u.RawQuery)
+	}
+	return n
 }
 
 // countingBody counts the bytes of a request or response body.
