@@ -38,6 +38,25 @@ var scenarios = []Scenario{
 		Want:    strings.Fields("b2 b1 b2 b1 b2 b2 b1 b2 b1 b2"),
 	},
 
+	// The README's demo (testdata/demo.caddyfile) as httpd's <Proxy> block.
+	{
+		Name: "demo",
+		About: "the demo: two lbset-0 members (one with loadfactor 2), an absent member, a hot spare, a hot standby and " +
+			"an lbset-1 member, stickysession ROUTEID; the absent member fails over once and the spare stands in for it, " +
+			"a cookie sticks, then the regular members and the spare go down, the standby serves, then lbset 1 (§3.3, §3.7, §4)",
+		Balancer: Balancer{StickySession: "ROUTEID"},
+		Members: []Member{
+			{Name: "a1", Route: "a1"}, {Name: "a2", Route: "a2", LoadFactor: 2},
+			{Name: "a3", Route: "a3", Dead: true, Retry: secs(30)},
+			{Name: "s1", Route: "s1", Status: "+R"}, {Name: "h1", Route: "h1", Status: "+H"},
+			{Name: "b1", Route: "b1", LBSet: 1},
+		},
+		Steps: steps(gets(8, "/"), gets(2, "/", "ROUTEID=.a1"), []Step{down("a1"), down("a2"), down("s1")},
+			gets(3, "/"), []Step{down("h1")}, gets(2, "/")),
+		// The first eight, walked by hand from §3.3 and §5.1 (see README "What the demo shows").
+		Want: strings.Fields("a2 a1 a2 a2 s1 a1 a2 a2 a1 a1 h1 h1 h1 b1 b1"),
+	},
+
 	// §3.3 spares and standbys, lbsets.
 	{
 		Name:  "spares",
