@@ -2,20 +2,16 @@ package caddybalancer
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lbset/caddy-balancer/internal/httpdtest"
 )
 
 // This file runs real Apache httpd 2.4 (/usr/sbin/apache2 -X) next to the
@@ -23,60 +19,24 @@ import (
 // ends in the same run and compare the answers (the approach of
 // conformance/httpd_test.go, for root-package tests).
 
-// oracleApache2 is the httpd binary; CONFORMANCE_APACHE2 overrides it, as for
-// the conformance suite.
-func oracleApache2() string {
-	if p := os.Getenv("CONFORMANCE_APACHE2"); p != "" {
-		return p
-	}
-	return "/usr/sbin/apache2"
-}
+// oracleApache2 is the httpd binary (CONFORMANCE_APACHE2 overrides it).
+func oracleApache2() string { return httpdtest.Binary() }
 
-func oracleModulesDir() string {
-	if p := os.Getenv("CONFORMANCE_APACHE2_MODULES"); p != "" {
-		return p
-	}
-	return "/usr/lib/apache2/modules"
-}
-
-// oracleModules are loaded in this order (log_config and unixd are built into
-// Debian's apache2).
-var oracleModules = []struct{ name, file string }{
-	{"mpm_event_module", "mod_mpm_event.so"},
-	{"authz_core_module", "mod_authz_core.so"},
-	{"headers_module", "mod_headers.so"},
-	{"alias_module", "mod_alias.so"},
-	{"slotmem_shm_module", "mod_slotmem_shm.so"},
-	{"proxy_module", "mod_proxy.so"},
-	{"proxy_http_module", "mod_proxy_http.so"},
-	{"proxy_balancer_module", "mod_proxy_balancer.so"},
-	{"lbmethod_byrequests_module", "mod_lbmethod_byrequests.so"},
-	{"lbmethod_bytraffic_module", "mod_lbmethod_bytraffic.so"},
-	{"lbmethod_bybusyness_module", "mod_lbmethod_bybusyness.so"},
-}
+// oracleModules are the base modules plus mod_alias (for Redirect).
+var oracleModules = append(append([]httpdtest.Module(nil), httpdtest.BaseModules[:3]...),
+	append([]httpdtest.Module{{Name: "alias_module", File: "mod_alias.so"}}, httpdtest.BaseModules[3:]...)...)
 
 // oracleHTTPD is one running `apache2 -f CONF -X`.
 type oracleHTTPD struct {
-	dir    string
-	Port   int
-	Addr   string // 127.0.0.1:port
-	cmd    *exec.Cmd
-	exited chan struct{}
-	mu     sync.Mutex
-	out    bytes.Buffer
-}
-
-// Write collects httpd's stdout and stderr.
-func (h *oracleHTTPD) Write(p []byte) (int, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.out.Write(p)
+	*httpdtest.Process
+	Port int
+	Addr string // 127.0.0.1:port
 }
 
 // requireHTTPD skips the test when the httpd binary is not installed.
 func requireHTTPD(t testing.TB) {
 	t.Helper()
-	if _, err := os.Stat(oracleApache2()); err != nil {
+	if err := httpdtest.Available(); err != nil {
 		t.Skipf("httpd oracle: %s not available: %v", oracleApache2(), err)
 	}
 }
@@ -90,58 +50,24 @@ func startOracleHTTPD(t testing.TB, body string) *oracleHTTPD {
 	t.Helper()
 	requireHTTPD(t)
 	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil { // httpd may switch to nobody
-		t.Fatal(err)
-	}
 	port := freePort(t)
-	h := &oracleHTTPD{dir: dir, Port: port, Addr: fmt.Sprintf("127.0.0.1:%d", port), exited: make(chan struct{})}
-
 	var b strings.Builder
-	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	p("ServerRoot %q", dir)
-	p("ServerName 127.0.0.1")
-	p("PidFile %q", filepath.Join(dir, "httpd.pid"))
-	p("DefaultRuntimeDir %q", dir)
-	p("ErrorLog %q", filepath.Join(dir, "error.log"))
-	p("LogLevel warn")
-	for _, m := range oracleModules {
-		p("LoadModule %s %q", m.name, filepath.Join(oracleModulesDir(), m.file))
-	}
-	// As root httpd refuses to keep uid 0 and switches to User.
-	if os.Geteuid() == 0 {
-		p("User #65534")
-		p("Group #65534")
-	} else {
-		p("User #%d", os.Geteuid())
-		p("Group #%d", os.Getegid())
-	}
-	p("Listen 127.0.0.1:%d", port)
-	p("Timeout 10")
-	p("KeepAlive Off")
-	p("")
+	b.WriteString(httpdtest.Preamble(dir, oracleModules))
+	fmt.Fprintf(&b, "Listen 127.0.0.1:%d\nTimeout 10\nKeepAlive Off\n\n", port)
 	b.WriteString(strings.ReplaceAll(body, "{{PORT}}", fmt.Sprint(port)))
-	conf := filepath.Join(dir, "httpd.conf")
-	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	h.cmd = exec.Command(oracleApache2(), "-f", conf, "-X")
-	h.cmd.Dir = dir
-	h.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"}
-	h.cmd.Stdout, h.cmd.Stderr = h, h
-	h.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := h.cmd.Start(); err != nil {
+	proc, err := httpdtest.Start(dir, b.String())
+	if err != nil {
 		t.Fatalf("starting httpd: %v", err)
 	}
-	go func() { _ = h.cmd.Wait(); close(h.exited) }()
-	t.Cleanup(h.stop)
+	h := &oracleHTTPD{Process: proc, Port: port, Addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	t.Cleanup(h.Stop)
 
 	// Wait until httpd answers anything (a 404 for a path nobody handles).
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		select {
-		case <-h.exited:
-			t.Fatalf("httpd exited at start: %s\n%s\n%s\nconfig:\n%s", h.cmd.ProcessState, h.output(), h.ErrorLog(), b.String())
+		case <-h.Exited:
+			t.Fatalf("httpd exited at start: %s\n%s\n%s\nconfig:\n%s", h.State(), h.Output(), h.ErrorLog(), b.String())
 		default:
 		}
 		c, err := net.DialTimeout("tcp", h.Addr, time.Second)
@@ -158,37 +84,6 @@ func startOracleHTTPD(t testing.TB, body string) *oracleHTTPD {
 			t.Fatalf("httpd did not answer on %s: %v\n%s", h.Addr, err, h.ErrorLog())
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (h *oracleHTTPD) output() string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.out.String()
-}
-
-// ErrorLog returns httpd's error log so far.
-func (h *oracleHTTPD) ErrorLog() string {
-	b, err := os.ReadFile(filepath.Join(h.dir, "error.log"))
-	if err != nil {
-		return fmt.Sprintf("(%v)", err)
-	}
-	return string(b)
-}
-
-// stop terminates httpd (the process this test started) and waits for it.
-func (h *oracleHTTPD) stop() {
-	select {
-	case <-h.exited:
-		return
-	default:
-	}
-	_ = h.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-h.exited:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-h.cmd.Process.Pid, syscall.SIGKILL)
-		<-h.exited
 	}
 }
 

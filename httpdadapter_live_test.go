@@ -9,17 +9,17 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/lbset/caddy-balancer/internal/httpdtest"
 )
 
 // These tests run the configurations of httpd's Reverse Proxy Guide (and a
@@ -264,84 +264,39 @@ func hdtConfPath(t *testing.T, name string) string {
 }
 
 // hdtHTTPDModules are loaded for the httpd side.
-var hdtHTTPDModules = []struct{ id, file string }{
-	{"mpm_event_module", "mod_mpm_event.so"},
-	{"authz_core_module", "mod_authz_core.so"},
-	{"authz_host_module", "mod_authz_host.so"},
-	{"access_compat_module", "mod_access_compat.so"},
-	{"headers_module", "mod_headers.so"},
-	{"slotmem_shm_module", "mod_slotmem_shm.so"},
-	{"proxy_module", "mod_proxy.so"},
-	{"proxy_http_module", "mod_proxy_http.so"},
-	{"proxy_balancer_module", "mod_proxy_balancer.so"},
-	{"lbmethod_byrequests_module", "mod_lbmethod_byrequests.so"},
-	{"lbmethod_bytraffic_module", "mod_lbmethod_bytraffic.so"},
-	{"lbmethod_bybusyness_module", "mod_lbmethod_bybusyness.so"},
+var hdtHTTPDModules = []httpdtest.Module{
+	{Name: "mpm_event_module", File: "mod_mpm_event.so"},
+	{Name: "authz_core_module", File: "mod_authz_core.so"},
+	{Name: "authz_host_module", File: "mod_authz_host.so"},
+	{Name: "access_compat_module", File: "mod_access_compat.so"},
+	{Name: "headers_module", File: "mod_headers.so"},
+	{Name: "slotmem_shm_module", File: "mod_slotmem_shm.so"},
+	{Name: "proxy_module", File: "mod_proxy.so"},
+	{Name: "proxy_http_module", File: "mod_proxy_http.so"},
+	{Name: "proxy_balancer_module", File: "mod_proxy_balancer.so"},
+	{Name: "lbmethod_byrequests_module", File: "mod_lbmethod_byrequests.so"},
+	{Name: "lbmethod_bytraffic_module", File: "mod_lbmethod_bytraffic.so"},
+	{Name: "lbmethod_bybusyness_module", File: "mod_lbmethod_bybusyness.so"},
 }
 
-func hdtApache2() string {
-	if p := os.Getenv("CONFORMANCE_APACHE2"); p != "" {
-		return p
-	}
-	return "/usr/sbin/apache2"
-}
-
-// runHTTPD runs the scenario through real httpd.
+// hdtRunHTTPD runs the scenario through real httpd.
 func hdtRunHTTPD(t *testing.T, sc *hdtScenario) []hdtOutcome {
 	t.Helper()
-	if _, err := os.Stat(hdtApache2()); err != nil {
+	if err := httpdtest.Available(); err != nil {
 		t.Skipf("no httpd: %v", err)
 	}
 	side := hdtNewSide(t, sc)
 	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "ServerRoot %q\nServerName 127.0.0.1\nPidFile %q\nDefaultRuntimeDir %q\nErrorLog %q\nLogLevel warn\n",
-		dir, filepath.Join(dir, "httpd.pid"), dir, filepath.Join(dir, "error.log"))
-	mods := "/usr/lib/apache2/modules"
-	if p := os.Getenv("CONFORMANCE_APACHE2_MODULES"); p != "" {
-		mods = p
-	}
-	for _, m := range hdtHTTPDModules {
-		fmt.Fprintf(&b, "LoadModule %s %q\n", m.id, filepath.Join(mods, m.file))
-	}
-	if os.Geteuid() == 0 {
-		b.WriteString("User #65534\nGroup #65534\n")
-	} else {
-		fmt.Fprintf(&b, "User #%d\nGroup #%d\n", os.Geteuid(), os.Getegid())
-	}
+	b.WriteString(httpdtest.Preamble(dir, hdtHTTPDModules))
 	b.WriteString(side.defines(sc))
 	fmt.Fprintf(&b, "Include %q\n", hdtConfPath(t, sc.conf))
-	conf := filepath.Join(dir, "httpd.conf")
-	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
+	proc, err := httpdtest.Start(dir, b.String())
+	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(hdtApache2(), "-f", conf, "-X")
-	cmd.Dir = dir
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"}
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	}()
-	hdtWaitListening(t, side.front, exited, func() string {
-		el, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-		return out.String() + string(el)
-	})
+	defer proc.Stop()
+	hdtWaitListening(t, side.front, proc.Exited, func() string { return proc.Output() + proc.ErrorLog() })
 	return side.run(t, sc)
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lbset/caddy-balancer/internal/httpdtest"
 )
 
 // scenarios is the suite. Sequences in Want are the spec's observations or
@@ -417,12 +419,12 @@ func TestMain(m *testing.M) {
 var versionRE = regexp.MustCompile(`Apache/(\S+)`)
 
 func TestConformance(t *testing.T) {
-	if _, err := os.Stat(apache2Binary()); err != nil {
+	if err := httpdtest.Available(); err != nil {
 		t.Skipf("httpd not installed (%v): install Debian's apache2 to run the conformance suite", err)
 	}
-	version, err := apache2Version()
+	version, err := httpdtest.Version()
 	if err != nil {
-		t.Fatalf("%s -v: %v", apache2Binary(), err)
+		t.Fatalf("%s -v: %v", httpdtest.Binary(), err)
 	}
 	t.Logf("httpd under test: %s", version)
 	if m := versionRE.FindStringSubmatch(version); m != nil {
