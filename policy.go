@@ -97,14 +97,20 @@ func (p *policy) balancerFor(pool reverseproxy.UpstreamPool) (*balancer.Balancer
 }
 
 func (p *policy) selectUpstream(pool reverseproxy.UpstreamPool, r *http.Request) *reverseproxy.Upstream {
+	u, _ := p.pick(pool, r)
+	return u
+}
+
+// pick selects an upstream and returns it with its engine member.
+func (p *policy) pick(pool reverseproxy.UpstreamPool, r *http.Request) (*reverseproxy.Upstream, *balancer.Member) {
 	if len(pool) == 0 {
-		return nil
+		return nil, nil
 	}
 	p.mu.Lock()
 	b, err := p.balancerFor(pool)
 	p.mu.Unlock()
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	b.SyncExternal(
 		func(i int) bool { return !pool[i].Available() },
@@ -112,16 +118,16 @@ func (p *policy) selectUpstream(pool reverseproxy.UpstreamPool, r *http.Request)
 	)
 	pick, err := b.Pick(r.Context(), nil)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	// Caddy counts the request in flight itself; the engine's busy count is
 	// taken from it on every selection.
 	pick.Member.Release()
 	i := pick.Member.Index()
 	if i < 0 || i >= len(pool) {
-		return nil
+		return nil, nil
 	}
-	return pool[i]
+	return pool[i], pick.Member
 }
 
 // ByRequestsSelection is httpd's lbmethod=byrequests as an lb_policy:
@@ -174,18 +180,9 @@ func (s *ByBusynessSelection) Select(pool reverseproxy.UpstreamPool, r *http.Req
 
 // Select implements reverseproxy.Selector.
 func (s *ByTrafficSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request, _ http.ResponseWriter) *reverseproxy.Upstream {
-	u := s.selectUpstream(pool, r)
-	if u != nil && r.ContentLength > 0 {
-		s.mu.Lock()
-		b := s.bal
-		s.mu.Unlock()
-		if b != nil {
-			for i, m := range b.Members() {
-				if i < len(pool) && pool[i] == u {
-					m.AddTraffic(r.ContentLength, 0)
-				}
-			}
-		}
+	u, m := s.pick(pool, r)
+	if m != nil && r.ContentLength > 0 {
+		m.AddTraffic(r.ContentLength, 0)
 	}
 	return u
 }
