@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/lbset/caddy-balancer/config"
 )
 
 // Benchmarks of the glue (docs/performance.md):
@@ -197,10 +198,10 @@ func benchHandlers(b *testing.B, addrs []string, transport http.RoundTripper) ([
 		b.Fatal(err)
 	}
 	newBal := func(name, sticky string) *Handler {
-		h := &Handler{Name: name, StickySession: sticky}
+		h := &Handler{Balancer: config.Balancer{Name: name, StickySession: sticky}}
 		h.Transport = transport
 		for i, a := range addrs {
-			h.Members = append(h.Members, Member{URL: "http://" + a, Route: fmt.Sprintf("r%d", i+1)})
+			h.Members = append(h.Members, config.Member{URL: "http://" + a, Route: fmt.Sprintf("r%d", i+1)})
 		}
 		if err := h.Provision(ctx); err != nil {
 			b.Fatal(err)
@@ -339,9 +340,9 @@ func TestBenchProxyHandlers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &Handler{Name: "bench-check", StickySession: "ROUTEID"}
+	h := &Handler{Balancer: config.Balancer{Name: "bench-check", StickySession: "ROUTEID"}}
 	h.Transport = memBackend{}
-	h.Members = []Member{{URL: "http://10.0.0.1:8080", Route: "r1"}, {URL: "http://10.0.0.2:8080", Route: "r2"}}
+	h.Members = []config.Member{{URL: "http://10.0.0.1:8080", Route: "r1"}, {URL: "http://10.0.0.2:8080", Route: "r2"}}
 	if err := h.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -1,23 +1,27 @@
 package caddybalancer
 
 import (
-	"fmt"
-	"math"
-	"strconv"
 	"strings"
-	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/lbset/caddy-balancer/balancer"
+	"github.com/lbset/caddy-balancer/config"
+	"github.com/lbset/caddy-balancer/proxypassreverse"
 )
+
+// The Caddyfile directives: balancer, balancer_manager, and the balancer_member
+// lines of lb_policy byrequests|bybusyness|bytraffic. Parameter values are
+// read by package config, as the httpd adapter reads them; the rules are
+// the engine's.
 
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("balancer", parseCaddyfile)
 	httpcaddyfile.RegisterDirectiveOrder("balancer", httpcaddyfile.Before, "reverse_proxy")
+	httpcaddyfile.RegisterHandlerDirective("balancer_manager", parseManagerCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("balancer_manager", httpcaddyfile.Before, "reverse_proxy")
 }
 
 // parseCaddyfile sets up the balancer handler from Caddyfile tokens; see
@@ -80,7 +84,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	directive := rd.Val()
 
 	if rd.NextArg() {
-		name, err := balancerName(rd.Val())
+		name, err := config.ParseName(rd.Val())
 		if err != nil {
 			return rd.Errf("%s: %v", directive, err)
 		}
@@ -117,7 +121,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch lkey {
 		case "balancer_member":
-			var m Member
+			var m config.Member
 			m, err = unmarshalMember(sd)
 			if err == nil {
 				name, _, _, _, _, _, _ := balancer.NormalizeURL(m.URL)
@@ -147,28 +151,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	rd.Reset()
 	return h.Handler.UnmarshalCaddyfile(rd)
-}
-
-// balancerName reads the balancer name of the directive line: NAME or
-// balancer://NAME[/path] as in httpd, lower-cased.
-func balancerName(arg string) (string, error) {
-	name := arg
-	if len(name) >= len("balancer://") && strings.EqualFold(name[:len("balancer://")], "balancer://") {
-		name = name[len("balancer://"):]
-		name, _, _ = strings.Cut(name, "/") // httpd ignores the path
-	} else if strings.Contains(name, "://") || strings.Contains(name, ":") || strings.Contains(name, "/") {
-		return "", fmt.Errorf("%q is not a balancer name (it looks like an address); members are set with balancer_member <url> (httpd's BalancerMember)", arg)
-	}
-	if name == "" {
-		return "", fmt.Errorf("empty balancer name in %q", arg)
-	}
-	if len(name) > 95 {
-		return "", fmt.Errorf("balancer name %q is longer than 95 characters", name)
-	}
-	if strings.ContainsAny(name, " \t\r\n?#") {
-		return "", fmt.Errorf("invalid balancer name %q", name)
-	}
-	return strings.ToLower(name), nil
 }
 
 // ownSubdirectives are the balancer's subdirectives (the rest are reverse_proxy's).
@@ -259,16 +241,16 @@ func (h *Handler) unmarshalBalancerParam(d *caddyfile.Dispenser, key string) err
 		if err != nil {
 			return err
 		}
-		h.RouteCookie = &RouteCookie{Attributes: strings.Join(args, " ")}
+		h.RouteCookie = &config.RouteCookie{Attributes: strings.Join(args, " ")}
 		return nil
 	case "failonstatus":
 		args, err := lineArgs(d)
 		if err != nil {
 			return err
 		}
-		codes, err := parseFailOnStatus(args)
+		codes, err := config.ParseFailOnStatus(args)
 		if err != nil {
-			return d.Errf("failonstatus: %v", err)
+			return d.Errf("%v", err)
 		}
 		h.FailOnStatus = codes // a later occurrence replaces the list, as in httpd
 		return nil
@@ -280,7 +262,7 @@ func (h *Handler) unmarshalBalancerParam(d *caddyfile.Dispenser, key string) err
 		if len(args) != 2 {
 			return d.Errf("%s: want <internal> <public>, got %d values", key, len(args))
 		}
-		rule := CookieRewrite{Internal: args[0], Public: args[1]}
+		rule := proxypassreverse.CookieRule{Internal: args[0], Public: args[1]}
 		if key == "proxy_pass_reverse_cookie_domain" {
 			h.ProxyPassReverseCookieDomain = append(h.ProxyPassReverseCookieDomain, rule)
 		} else {
@@ -293,102 +275,10 @@ func (h *Handler) unmarshalBalancerParam(d *caddyfile.Dispenser, key string) err
 	if err != nil {
 		return err
 	}
-	if err := h.setBalancerParam(key, val); err != nil {
+	if err := h.SetParam(key, val); err != nil {
 		return d.Errf("%v", err)
 	}
 	return nil
-}
-
-// setBalancerParam sets one httpd balancer parameter from its value, as
-// set_balancer_param reads it. The error names the key.
-func (h *Handler) setBalancerParam(key, val string) error {
-	switch key {
-	case "lbmethod":
-		m := strings.ToLower(val)
-		if _, err := balancer.MethodByName(m); err != nil {
-			return fmt.Errorf("lbmethod: %v", err)
-		}
-		h.LBMethod = m
-	case "stickysession":
-		cookie, param, _ := strings.Cut(val, "|")
-		if cookie == "" {
-			return fmt.Errorf("stickysession: empty cookie name in %q", val)
-		}
-		if len(cookie) > 63 || len(param) > 63 {
-			return fmt.Errorf("stickysession: names must be shorter than 64 characters")
-		}
-		h.StickySession = val
-	case "stickysessionsep":
-		switch {
-		case strings.EqualFold(val, "off"):
-			h.StickySessionSep = "off"
-		case len(val) == 1:
-			h.StickySessionSep = val
-		default:
-			return fmt.Errorf("stickysessionsep must be a single character or Off, not %q", val)
-		}
-	case "scolonpathdelim":
-		return setOnOff(&h.SColonPathDelim, key, val)
-	case "nofailover":
-		return setOnOff(&h.NoFailover, key, val)
-	case "failontimeout":
-		return setOnOff(&h.FailOnTimeout, key, val)
-	case "persist":
-		return setOnOff(&h.Persist, key, val)
-	case "forcerecovery":
-		var b bool
-		if err := setOnOff(&b, key, val); err != nil {
-			return err
-		}
-		h.ForceRecovery = &b
-	case "maxattempts":
-		n, err := strconv.Atoi(val)
-		if err != nil || n < 0 {
-			return fmt.Errorf("maxattempts: maximum number of attempts must be a positive number, not %q", val)
-		}
-		h.MaxAttempts = &n
-	case "timeout":
-		dur, err := parseSeconds(val)
-		if err != nil || dur < time.Second && isInteger(val) || dur <= 0 {
-			return fmt.Errorf("timeout must be at least one second (a number of seconds or a duration such as 1500ms), not %q", val)
-		}
-		h.Timeout = caddy.Duration(dur)
-	case "growth":
-		n, err := strconv.Atoi(val)
-		if err != nil || n < 1 || n > 100 {
-			return fmt.Errorf("growth must be between 1 and 100, not %q", val)
-		}
-		h.Growth = n
-	case "nonce":
-		if strings.EqualFold(val, "none") {
-			val = "None"
-		} else if len(val) > 36 {
-			return fmt.Errorf("nonce: provided nonce is too large (at most 36 characters)")
-		}
-		h.Nonce = &val
-	default:
-		return fmt.Errorf("unknown balancer parameter %q", key)
-	}
-	return nil
-}
-
-// parseFailOnStatus reads httpd's failonstatus list: codes separated by
-// commas and/or spaces, each 100..599.
-func parseFailOnStatus(args []string) ([]int, error) {
-	var codes []int
-	for _, a := range args {
-		for _, f := range strings.FieldsFunc(a, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
-			c, err := strconv.Atoi(f)
-			if err != nil || c < 100 || c > 599 {
-				return nil, fmt.Errorf("failonstatus must be one or more HTTP response codes (100..599), not %q", f)
-			}
-			codes = append(codes, c)
-		}
-	}
-	if len(codes) == 0 {
-		return nil, fmt.Errorf("failonstatus must be one or more HTTP response codes")
-	}
-	return codes, nil
 }
 
 // unmarshalProxyPassReverse parses one proxy_pass_reverse line, httpd's
@@ -415,7 +305,7 @@ func (h *Handler) unmarshalProxyPassReverse(d *caddyfile.Dispenser) error {
 	if len(args) > 3 || (len(args) == 3 && args[1] != "url") {
 		return d.Errf("proxy_pass_reverse: %s, got %d values", usage, len(args))
 	}
-	var ppr ProxyPassReverse
+	var ppr proxypassreverse.Rule
 	if len(args) > 0 {
 		if !strings.HasPrefix(args[0], "/") && !strings.Contains(args[0], "://") {
 			return d.Errf("proxy_pass_reverse: the public prefix must be a path starting with '/' or an absolute URL, not %q", args[0])
@@ -432,7 +322,7 @@ func (h *Handler) unmarshalProxyPassReverse(d *caddyfile.Dispenser) error {
 		p := args[1]
 		switch {
 		case len(p) >= len("balancer://") && strings.EqualFold(p[:len("balancer://")], "balancer://"):
-			name, err := balancerName(p)
+			name, err := config.ParseName(p)
 			if err != nil {
 				return d.Errf("proxy_pass_reverse: %v", err)
 			}
@@ -459,8 +349,8 @@ func (h *Handler) unmarshalProxyPassReverse(d *caddyfile.Dispenser) error {
 // unmarshalMember parses `balancer_member <url> [<key>=<value>...] [{ <key>
 // <value> ... }]` with the dispenser on the balancer_member token. The block
 // form also accepts key=value tokens.
-func unmarshalMember(d *caddyfile.Dispenser) (Member, error) {
-	var m Member
+func unmarshalMember(d *caddyfile.Dispenser) (config.Member, error) {
+	var m config.Member
 	directive := d.Val()
 	if !d.NextArg() {
 		return m, d.Errf("%s: missing member URL", directive)
@@ -471,7 +361,7 @@ func unmarshalMember(d *caddyfile.Dispenser) (Member, error) {
 	}
 	where := directive + " " + m.URL
 	for d.NextArg() {
-		if err := setMemberPair(&m, d.Val()); err != nil {
+		if err := m.SetPair(d.Val()); err != nil {
 			return m, d.Errf("%s: %v", where, err)
 		}
 	}
@@ -481,7 +371,7 @@ func unmarshalMember(d *caddyfile.Dispenser) (Member, error) {
 			// key=value pasted into the block form
 			pairs := append([]string{tok}, d.RemainingArgs()...)
 			for _, p := range pairs {
-				if err := setMemberPair(&m, p); err != nil {
+				if err := m.SetPair(p); err != nil {
 					return m, d.Errf("%s: %v", where, err)
 				}
 			}
@@ -499,11 +389,11 @@ func unmarshalMember(d *caddyfile.Dispenser) (Member, error) {
 			case len(args) == 1:
 				val = args[0]
 			default:
-				if _, known := memberKeys[key]; known {
+				if _, known := config.MemberKeys[key]; known {
 					return m, d.Errf("%s: %s: want exactly one value, got %d", where, tok, len(args))
 				}
 			}
-			if err := setMemberParam(&m, key, val); err != nil {
+			if err := m.SetParam(key, val); err != nil {
 				return m, d.Errf("%s: %v", where, err)
 			}
 		}
@@ -511,180 +401,26 @@ func unmarshalMember(d *caddyfile.Dispenser) (Member, error) {
 	return m, nil
 }
 
-// memberKeys are the BalancerMember keys the balancer implements.
-var memberKeys = map[string]struct{}{
-	"loadfactor": {}, "lbset": {}, "route": {}, "redirect": {}, "status": {}, "retry": {}, "timeout": {},
-	"hcmethod": {}, "hcuri": {}, "hcinterval": {}, "hcpasses": {}, "hcfails": {}, "hcexpr": {},
-}
-
-// unsupportedMemberKeys are httpd BalancerMember keys the balancer does not
-// implement, with what to use instead. They are rejected, never ignored.
-var unsupportedMemberKeys = map[string]string{
-	"connectiontimeout": "the connect timeout is the transport's: transport http { dial_timeout <duration> }",
-	"ping":              "use transport http { expect_continue_timeout <duration> } for HTTP members",
-	"acquire":           "Caddy's transport has no pool acquire timeout",
-	"max":               "use transport http { max_conns_per_host <n> }",
-	"smax":              "use transport http { keepalive_idle_conns_per_host <n> }",
-	"min":               "Caddy's transport keeps no minimum of connections",
-	"ttl":               "use transport http { keepalive <idle timeout> }",
-	"keepalive":         "use transport http { keepalive_interval <duration> } for TCP keepalive probes",
-	"disablereuse":      "use transport http { keepalive off } to close connections after each request",
-	"enablereuse":       "connections are reused by default; use transport http { keepalive off } to disable",
-	"flushpackets":      "use the flush_interval subdirective",
-	"flushwait":         "use the flush_interval subdirective",
-	"iobuffersize":      "use transport http { read_buffer <size> write_buffer <size> }",
-	"receivebuffersize": "use transport http { read_buffer <size> }",
-	"responsefieldsize": "use transport http { max_response_header <size> }",
-	"addressttl":        "use transport http { resolvers ... }; Caddy resolves member names on each connection",
-	"upgrade":           "Caddy proxies protocol upgrades (WebSocket) without configuration",
-	"secret":            "AJP is not supported",
-	"flusher":           "mod_proxy_fdpass is not supported",
-	"hctemplate":        "set hcmethod, hcuri, hcinterval, hcpasses, hcfails and hcexpr on the member itself",
-}
-
-// setMemberPair applies one httpd-style key=value member parameter.
-func setMemberPair(m *Member, pair string) error {
-	key, val, ok := strings.Cut(pair, "=")
-	if !ok || key == "" {
-		return fmt.Errorf("parameter %q must be key=value", pair)
-	}
-	return setMemberParam(m, strings.ToLower(key), val)
-}
-
-// setMemberParam sets one BalancerMember parameter from its value, as httpd's
-// set_worker_param and set_worker_hc_param read it. key is lower-case. The
-// error names the key.
-func setMemberParam(m *Member, key, val string) error {
-	switch key {
-	case "loadfactor":
-		f, err := strconv.ParseFloat(val, 64)
-		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || int(f*100) < 100 || int(f*100) > 10000 {
-			return fmt.Errorf("loadfactor must be a number between 1..100, not %q", val)
-		}
-		m.LoadFactor = f
-	case "lbset":
-		n, err := strconv.Atoi(val)
-		if err != nil || n < 0 || n > 99 {
-			return fmt.Errorf("lbset must be between 0 and 99, not %q", val)
-		}
-		m.LBSet = n
-	case "route":
-		if len(val) > 63 {
-			return fmt.Errorf("route must be shorter than 64 characters")
-		}
-		m.Route = val
-	case "redirect":
-		if len(val) > 63 {
-			return fmt.Errorf("redirect must be shorter than 64 characters")
-		}
-		m.Redirect = val
-	case "status":
-		// httpd applies each status= in turn; keep the earlier ones.
-		s := val
-		if m.Status != "" && s != "" && s[0] != '+' && s[0] != '-' {
-			s = "+" + s
-		}
-		s = m.Status + s
-		if _, err := balancer.ParseStatus(s, 0); err != nil {
-			return fmt.Errorf("status=%s: %v", val, err)
-		}
-		m.Status = s
-	case "retry":
-		dur, err := parseSeconds(val)
-		if err != nil || dur < 0 {
-			return fmt.Errorf("retry must be a positive value (seconds, or a duration such as 1500ms), not %q", val)
-		}
-		d := caddy.Duration(dur)
-		m.Retry = &d
-	case "timeout":
-		dur, err := parseSeconds(val)
-		if err != nil || dur <= 0 {
-			return fmt.Errorf("timeout must be at least one second (seconds, or a duration such as 1500ms), not %q", val)
-		}
-		m.Timeout = caddy.Duration(dur)
-	case "hcmethod":
-		meth := strings.ToUpper(val)
-		switch meth {
-		case "NONE":
-			m.HCMethod = ""
-		case "TCP", "OPTIONS", "HEAD", "GET", "OPTIONS11", "HEAD11", "GET11":
-			m.HCMethod = meth
-		default:
-			return fmt.Errorf("hcmethod: unknown health check method %q (TCP, OPTIONS, HEAD, GET, OPTIONS11, HEAD11, GET11 or NONE)", val)
-		}
-	case "hcuri":
-		if len(val) > 63 {
-			return fmt.Errorf("hcuri must be shorter than 64 characters")
-		}
-		m.HCURI = val
-	case "hcinterval":
-		dur, err := parseSeconds(val)
-		if err != nil || dur < 100*time.Millisecond {
-			return fmt.Errorf("hcinterval must be at least 100ms (seconds, or a duration such as 500ms), not %q", val)
-		}
-		m.HCInterval = caddy.Duration(dur)
-	case "hcpasses":
-		n, err := strconv.Atoi(val)
-		if err != nil || n < 0 {
-			return fmt.Errorf("hcpasses must be a positive value, not %q", val)
-		}
-		m.HCPasses = n
-	case "hcfails":
-		n, err := strconv.Atoi(val)
-		if err != nil || n < 0 {
-			return fmt.Errorf("hcfails must be a positive value, not %q", val)
-		}
-		m.HCFails = n
-	case "hcexpr":
-		m.HCExpr = val
-	default:
-		if hint, ok := unsupportedMemberKeys[key]; ok {
-			return fmt.Errorf("member parameter %q is not supported: %s", key, hint)
-		}
-		return fmt.Errorf("unknown member parameter %q", key)
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	balancer_manager [<matcher>] [<balancer names...>]
+func (h *ManagerHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	h.Balancers = append(h.Balancers, d.RemainingArgs()...)
+	if d.NextBlock(0) {
+		return d.Errf("balancer_manager takes no block, only balancer names")
 	}
 	return nil
 }
 
-// setOnOff reads httpd's On|Off, in any case.
-func setOnOff(dst *bool, key, val string) error {
-	switch strings.ToLower(val) {
-	case "on":
-		*dst = true
-	case "off":
-		*dst = false
-	default:
-		return fmt.Errorf("%s must be On|Off, not %q", key, val)
-	}
-	return nil
-}
-
-// isInteger reports whether s is an optionally signed decimal integer.
-func isInteger(s string) bool {
-	s = strings.TrimPrefix(strings.TrimPrefix(s, "-"), "+")
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// parseSeconds reads a time as httpd does, a bare integer being seconds, or as
-// a Caddy duration (1500ms, 2m, 1d).
-func parseSeconds(s string) (time.Duration, error) {
-	if isInteger(s) {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n > math.MaxInt64/int64(time.Second) || n < math.MinInt64/int64(time.Second) {
-			return 0, fmt.Errorf("%q is out of range", s)
-		}
-		return time.Duration(n) * time.Second, nil
-	}
-	return caddy.ParseDuration(s)
+func parseManagerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(ManagerHandler)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
 }
 
 // Interface guards
-var _ caddyfile.Unmarshaler = (*Handler)(nil)
+var (
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+	_ caddyfile.Unmarshaler = (*ManagerHandler)(nil)
+)

@@ -17,6 +17,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/lbset/caddy-balancer/config"
+	"github.com/lbset/caddy-balancer/proxypassreverse"
 )
 
 // parseBalancerDirective runs the directive's parser on src, which starts
@@ -46,11 +48,11 @@ type balancerView struct {
 	Growth           int
 	Persist          bool
 	Nonce            *string
-	RouteCookie      *RouteCookie
-	ProxyPassReverse []ProxyPassReverse
-	CookieDomain     []CookieRewrite
-	CookiePath       []CookieRewrite
-	Members          []Member
+	RouteCookie      *config.RouteCookie
+	ProxyPassReverse []proxypassreverse.Rule
+	CookieDomain     []proxypassreverse.CookieRule
+	CookiePath       []proxypassreverse.CookieRule
+	Members          []config.Member
 }
 
 func viewOf(h *Handler) balancerView {
@@ -92,7 +94,7 @@ func TestCaddyfileParse(t *testing.T) {
 				balancer_member http://10.0.0.2:8080 LoadFactor=1.5 LBSet=1 Route=node2 redirect=node1 status=+H retry=60
 				balancer_member http://10.0.0.3:8080 retry=0 status=+R-I status=D timeout=1500ms
 			}`,
-			want: balancerView{Members: []Member{
+			want: balancerView{Members: []config.Member{
 				{URL: "http://10.0.0.1:8080", LoadFactor: 3, Route: "node1", Timeout: caddy.Duration(time.Second)},
 				{URL: "http://10.0.0.2:8080", LoadFactor: 1.5, LBSet: 1, Route: "node2", Redirect: "node1", Status: "+H", Retry: dur(60 * time.Second)},
 				{URL: "http://10.0.0.3:8080", Retry: dur(0), Status: "+R-I+D", Timeout: caddy.Duration(1500 * time.Millisecond)},
@@ -117,7 +119,7 @@ func TestCaddyfileParse(t *testing.T) {
 					hcexpr     %{REQUEST_STATUS} =~ /^[234]/
 				}
 			}`,
-			want: balancerView{Name: "b", Members: []Member{{
+			want: balancerView{Name: "b", Members: []config.Member{{
 				URL: "http://10.0.0.2:8080", LoadFactor: 1.5, LBSet: 1, Route: "node2", Redirect: "node1",
 				Status: "+H", Retry: dur(time.Minute), Timeout: caddy.Duration(time.Second),
 				HCMethod: "GET11", HCURI: "/health", HCInterval: caddy.Duration(10 * time.Second),
@@ -132,7 +134,7 @@ func TestCaddyfileParse(t *testing.T) {
 					Status "S"
 				}
 			}`,
-			want: balancerView{Name: "b", Members: []Member{{URL: "http://h:1", Route: "r1", LBSet: 2, Status: "S"}}},
+			want: balancerView{Name: "b", Members: []config.Member{{URL: "http://h:1", Route: "r1", LBSet: 2, Status: "S"}}},
 		},
 		{
 			name: "balancer parameters",
@@ -157,7 +159,7 @@ func TestCaddyfileParse(t *testing.T) {
 				Name: "b", LBMethod: "bytraffic", StickySession: "JSESSIONID|jsessionid", StickySessionSep: "off",
 				SColonPathDelim: true, NoFailover: true, MaxAttempts: ptr(0), Timeout: caddy.Duration(5 * time.Second),
 				ForceRecovery: ptr(false), FailOnStatus: []int{502, 503}, FailOnTimeout: true, Growth: 10,
-				Persist: true, Nonce: ptr("None"), RouteCookie: &RouteCookie{Attributes: "path=/; HttpOnly"},
+				Persist: true, Nonce: ptr("None"), RouteCookie: &config.RouteCookie{Attributes: "path=/; HttpOnly"},
 			},
 		},
 		{
@@ -172,7 +174,7 @@ func TestCaddyfileParse(t *testing.T) {
 			}`,
 			want: balancerView{
 				Name: "b", StickySessionSep: "_", Timeout: caddy.Duration(1500 * time.Millisecond),
-				Nonce: ptr("0123456789abcdef0123456789abcdef0123"), RouteCookie: &RouteCookie{}, ForceRecovery: ptr(true),
+				Nonce: ptr("0123456789abcdef0123456789abcdef0123"), RouteCookie: &config.RouteCookie{}, ForceRecovery: ptr(true),
 			},
 		},
 		{
@@ -186,20 +188,20 @@ func TestCaddyfileParse(t *testing.T) {
 			}`,
 			want: balancerView{
 				Name:             "b",
-				ProxyPassReverse: []ProxyPassReverse{{Prefix: "/", Balancer: "b", Path: "/app"}},
-				CookieDomain:     []CookieRewrite{{"internal.example", "example.com"}, {"other.example", "example.org"}},
-				CookiePath:       []CookieRewrite{{"/app", "/"}, {"/x", "/y"}},
+				ProxyPassReverse: []proxypassreverse.Rule{{Prefix: "/", Balancer: "b", Path: "/app"}},
+				CookieDomain:     []proxypassreverse.CookieRule{{Internal: "internal.example", Public: "example.com"}, {Internal: "other.example", Public: "example.org"}},
+				CookiePath:       []proxypassreverse.CookieRule{{Internal: "/app", Public: "/"}, {Internal: "/x", Public: "/y"}},
 			},
 		},
 		{
 			name: "proxy_pass_reverse defaults",
 			src:  "balancer b {\nproxy_pass_reverse\n}",
-			want: balancerView{Name: "b", ProxyPassReverse: []ProxyPassReverse{{}}},
+			want: balancerView{Name: "b", ProxyPassReverse: []proxypassreverse.Rule{{}}},
 		},
 		{
 			name: "proxy_pass_reverse with prefix and path",
 			src:  "balancer b {\nproxy_pass_reverse /front/ /sub\n}",
-			want: balancerView{Name: "b", ProxyPassReverse: []ProxyPassReverse{{Prefix: "/front/", Path: "/sub"}}},
+			want: balancerView{Name: "b", ProxyPassReverse: []proxypassreverse.Rule{{Prefix: "/front/", Path: "/sub"}}},
 		},
 		{
 			// httpd's rule list: every form, repeated, in order.
@@ -219,8 +221,8 @@ func TestCaddyfileParse(t *testing.T) {
 				proxy_pass_reverse http://public.example/ url /
 			}`,
 			want: balancerView{
-				Members: []Member{{URL: "http://10.0.0.1:8080"}},
-				ProxyPassReverse: []ProxyPassReverse{
+				Members: []config.Member{{URL: "http://10.0.0.1:8080"}},
+				ProxyPassReverse: []proxypassreverse.Rule{
 					{},
 					{Prefix: "/a"},
 					{Prefix: "/b"},
@@ -323,18 +325,18 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"block key without value", "balancer {\nbalancer_member http://h:1 {\nlbset\n}\n}", 3, []string{"lbset", "exactly one value"}},
 		{"bad status letter", "balancer {\nbalancer_member http://h:1 status=X\n}", 2, []string{"status=X", "unknown status parameter option"}},
 		{"status ending in +", "balancer {\nbalancer_member http://h:1 {\nstatus D+\n}\n}", 3, []string{"status=D+"}},
-		{"loadfactor too low", "balancer {\nbalancer_member http://h:1 loadfactor=0.5\n}", 2, []string{"loadfactor", "1..100"}},
-		{"loadfactor too high", "balancer {\nbalancer_member http://h:1 {\nloadfactor 100.01\n}\n}", 3, []string{"loadfactor", "1..100"}},
+		{"loadfactor too low", "balancer {\nbalancer_member http://h:1 loadfactor=0.5\n}", 2, []string{"loadfactor", "from 1 to 100"}},
+		{"loadfactor too high", "balancer {\nbalancer_member http://h:1 {\nloadfactor 100.01\n}\n}", 3, []string{"loadfactor", "from 1 to 100"}},
 		{"loadfactor not a number", "balancer {\nbalancer_member http://h:1 loadfactor=x\n}", 2, []string{"loadfactor"}},
 		{"loadfactor NaN", "balancer {\nbalancer_member http://h:1 loadfactor=NaN\n}", 2, []string{"loadfactor"}},
-		{"lbset too high", "balancer {\nbalancer_member http://h:1 lbset=100\n}", 2, []string{"lbset", "0 and 99"}},
-		{"lbset negative", "balancer {\n\nbalancer_member http://h:1 {\nlbset -1\n}\n}", 4, []string{"lbset", "0 and 99"}},
+		{"lbset too high", "balancer {\nbalancer_member http://h:1 lbset=100\n}", 2, []string{"lbset", "from 0 to 99"}},
+		{"lbset negative", "balancer {\n\nbalancer_member http://h:1 {\nlbset -1\n}\n}", 4, []string{"lbset", "from 0 to 99"}},
 		{"route too long", "balancer {\nbalancer_member http://h:1 route=" + strings.Repeat("r", 64) + "\n}", 2, []string{"route", "64"}},
 		{"redirect too long", "balancer {\nbalancer_member http://h:1 redirect=" + strings.Repeat("r", 64) + "\n}", 2, []string{"redirect", "64"}},
-		{"retry negative", "balancer {\nbalancer_member http://h:1 retry=-1\n}", 2, []string{"retry", "positive"}},
+		{"retry negative", "balancer {\nbalancer_member http://h:1 retry=-1\n}", 2, []string{"retry", "0 or more"}},
 		{"retry garbage", "balancer {\nbalancer_member http://h:1 retry=soon\n}", 2, []string{"retry"}},
 		{"retry decimal without unit", "balancer {\nbalancer_member http://h:1 retry=1.5\n}", 2, []string{"retry"}},
-		{"member timeout zero", "balancer {\nbalancer_member http://h:1 timeout=0\n}", 2, []string{"timeout", "one second"}},
+		{"member timeout zero", "balancer {\nbalancer_member http://h:1 timeout=0\n}", 2, []string{"timeout", "positive duration", "1500ms"}},
 		{"hcmethod unknown", "balancer {\nbalancer_member http://h:1 hcmethod=POST\n}", 2, []string{"hcmethod", "POST"}},
 		{"hcmethod CPING", "balancer {\nbalancer_member http://h:1 hcmethod=CPING\n}", 2, []string{"hcmethod"}},
 		{"hcinterval too short", "balancer {\nbalancer_member http://h:1 hcinterval=50ms\n}", 2, []string{"hcinterval", "100ms"}},
@@ -355,18 +357,18 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"stickysessionsep two chars", "balancer b {\nstickysessionsep ab\n}", 2, []string{"stickysessionsep", "single character or Off"}},
 		{"stickysession too long", "balancer b {\nstickysession " + strings.Repeat("c", 64) + "\n}", 2, []string{"stickysession", "64"}},
 		{"stickysession empty cookie", "balancer b {\nstickysession |p\n}", 2, []string{"stickysession"}},
-		{"bad on/off", "balancer b {\nnofailover yes\n}", 2, []string{"nofailover", "On|Off"}},
-		{"bad on/off scolonpathdelim", "balancer b {\n\nscolonpathdelim 1\n}", 3, []string{"scolonpathdelim", "On|Off"}},
+		{"bad on/off", "balancer b {\nnofailover yes\n}", 2, []string{"nofailover", "On or Off"}},
+		{"bad on/off scolonpathdelim", "balancer b {\n\nscolonpathdelim 1\n}", 3, []string{"scolonpathdelim", "On or Off"}},
 		{"on/off without value", "balancer b {\npersist\n}", 2, []string{"persist", "exactly one value"}},
 		{"on/off with two values", "balancer b {\nfailontimeout on off\n}", 2, []string{"failontimeout", "exactly one value"}},
-		{"forcerecovery bad", "balancer b {\nforcerecovery maybe\n}", 2, []string{"forcerecovery", "On|Off"}},
+		{"forcerecovery bad", "balancer b {\nforcerecovery maybe\n}", 2, []string{"forcerecovery", "On or Off"}},
 		{"maxattempts negative", "balancer b {\nmaxattempts -1\n}", 2, []string{"maxattempts"}},
 		{"maxattempts not a number", "balancer b {\nmaxattempts many\n}", 2, []string{"maxattempts"}},
-		{"timeout zero", "balancer b {\ntimeout 0\n}", 2, []string{"timeout", "one second"}},
+		{"timeout zero", "balancer b {\ntimeout 0\n}", 2, []string{"timeout", "positive duration", "1500ms"}},
 		{"timeout garbage", "balancer b {\ntimeout soon\n}", 2, []string{"timeout"}},
-		{"growth zero", "balancer b {\ngrowth 0\n}", 2, []string{"growth", "1 and 100"}},
-		{"growth too high", "balancer b {\ngrowth 101\n}", 2, []string{"growth", "1 and 100"}},
-		{"nonce too long", "balancer b {\nnonce " + strings.Repeat("n", 37) + "\n}", 2, []string{"nonce", "too large"}},
+		{"growth zero", "balancer b {\ngrowth 0\n}", 2, []string{"growth", "from 1 to 100"}},
+		{"growth too high", "balancer b {\ngrowth 101\n}", 2, []string{"growth", "from 1 to 100"}},
+		{"nonce too long", "balancer b {\nnonce " + strings.Repeat("n", 37) + "\n}", 2, []string{"nonce", "at most 36 characters"}},
 		{"failonstatus out of range", "balancer b {\nfailonstatus 500,600\n}", 2, []string{"failonstatus", `"600"`}},
 		{"failonstatus not a code", "balancer b {\nfailonstatus 5xx\n}", 2, []string{"failonstatus", `"5xx"`}},
 		{"failonstatus empty", "balancer b {\nfailonstatus ,\n}", 2, []string{"failonstatus"}},
@@ -375,7 +377,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"cookie rewrite three values", "balancer b {\nproxy_pass_reverse_cookie_domain a b c\n}", 2, []string{"proxy_pass_reverse_cookie_domain"}},
 		{"proxy_pass_reverse relative prefix", "balancer b {\nproxy_pass_reverse app\n}", 2, []string{"proxy_pass_reverse", "app"}},
 		{"proxy_pass_reverse relative real", "balancer b {\nproxy_pass_reverse /\nproxy_pass_reverse / app\n}", 3, []string{"proxy_pass_reverse", `"app"`, "url /path"}},
-		{"proxy_pass_reverse empty balancer name", "balancer b {\nproxy_pass_reverse / balancer:///x\n}", 2, []string{"proxy_pass_reverse", "empty balancer name"}},
+		{"proxy_pass_reverse empty balancer name", "balancer b {\nproxy_pass_reverse / balancer:///x\n}", 2, []string{"proxy_pass_reverse", "balancer name must be"}},
 		{"proxy_pass_reverse url without value", "balancer b {\nproxy_pass_reverse / url\n}", 2, []string{"proxy_pass_reverse", "url"}},
 		{"proxy_pass_reverse too many", "balancer b {\nproxy_pass_reverse / /a /b\n}", 2, []string{"proxy_pass_reverse"}},
 		{"proxy_pass_reverse four values", "balancer b {\nproxy_pass_reverse / url /a /b\n}", 2, []string{"proxy_pass_reverse"}},

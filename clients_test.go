@@ -21,6 +21,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lbset/caddy-balancer/api"
 )
 
 // Real clients of the balancer-manager, run against our in-process Caddy:
@@ -68,10 +70,10 @@ func startBackendAt(t *testing.T, name, ip string) *backend {
 }
 
 // apiMemberFlags returns the members' status letters from the JSON API, by URL.
-func apiMemberFlags(t *testing.T, api, name string) map[string]apiMember {
+func apiMemberFlags(t *testing.T, apiURL, name string) map[string]api.Member {
 	t.Helper()
-	b := decodeBalancer(t, adminDo(t, "GET", api+"/"+name, ""))
-	out := map[string]apiMember{}
+	b := decodeBalancer(t, adminDo(t, "GET", apiURL+"/"+name, ""))
+	out := map[string]api.Member{}
 	for _, m := range b.Members {
 		out[m.Name] = m
 	}
@@ -222,7 +224,7 @@ func TestClientAnsible(t *testing.T) {
 	}
 	port, aport := freePort(t), freePort(t)
 	site := fmt.Sprintf("http://127.0.0.1:%d", port)
-	api := fmt.Sprintf("http://127.0.0.1:%d/balancers", aport)
+	apiURL := fmt.Sprintf("http://127.0.0.1:%d/balancers", aport)
 	loadCaddyfile(t, fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	persist_config off
@@ -250,7 +252,7 @@ func TestClientAnsible(t *testing.T) {
 	}
 	flags := func(b *backend) string {
 		t.Helper()
-		return apiMemberFlags(t, api, "mywsbalancer")[b.URL].Flags
+		return apiMemberFlags(t, apiURL, "mywsbalancer")[b.URL].Flags
 	}
 	wantFlags := func(want ...string) {
 		t.Helper()
@@ -729,7 +731,7 @@ func TestClientBrowser(t *testing.T) {
 		}
 	}
 }`, aport, site, bs[0].URL, bs[1].URL, bs[2].URL))
-			api := fmt.Sprintf("http://127.0.0.1:%d/balancers", aport)
+			apiURL := fmt.Sprintf("http://127.0.0.1:%d/balancers", aport)
 
 			if where == "admin" {
 				// Caddy's admin server refuses a browser's direct navigation:
@@ -803,7 +805,7 @@ func TestClientBrowser(t *testing.T) {
 			if where == "site" && os.Getenv("CLIENTS_SCREENSHOT") != "" {
 				w.screenshot(filepath.Join(clientsDir(t), "balancer-manager.png"))
 			}
-			m := apiMemberFlags(t, api, "web")[bs[1].URL]
+			m := apiMemberFlags(t, apiURL, "web")[bs[1].URL]
 			if m.Flags != "OD" || m.LoadFactor != 4 {
 				t.Fatalf("JSON API after the form: %+v", m)
 			}

@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/lbset/caddy-balancer/api"
 	"github.com/lbset/caddy-balancer/balancer"
 )
 
@@ -109,7 +110,7 @@ func TestConcurrencyManagementUnderTraffic(t *testing.T) {
 	dir := t.TempDir()
 	site := fmt.Sprintf("http://127.0.0.1:%d", port)
 	admin := fmt.Sprintf("http://127.0.0.1:%d", aport)
-	siteMgr, adminMgr, api := site+"/balancer-manager", admin+"/balancer-manager", admin+"/balancers/cc"
+	siteMgr, adminMgr, apiURL := site+"/balancer-manager", admin+"/balancer-manager", admin+"/balancers/cc"
 	const nonce = "n-cc"
 	loadCaddyfile(t, fmt.Sprintf(`{
 	admin 127.0.0.1:%d
@@ -158,7 +159,7 @@ http://127.0.0.1:%d {
 			writerFailed.Add(1)
 			errs.add("%s op %d: %d %v %.200s", who, i, code, err, body)
 		}
-		memberURL          = func(u string) string { return api + "/members/" + url.PathEscape(u) }
+		memberURL          = func(u string) string { return apiURL + "/members/" + url.PathEscape(u) }
 		startWriter        = func(f func()) { writers.Add(1); go func() { defer writers.Done(); f() }() }
 		trafficDone        = make(chan struct{})
 		trafficWG, sampler sync.WaitGroup
@@ -183,7 +184,7 @@ http://127.0.0.1:%d {
 			if h == 1 {
 				sign = "+"
 			}
-			code, body, err := ccDo("PATCH", api+"/members/r3", fmt.Sprintf(`{"loadfactor": %d, "lbset": %d, "status": "%sH"}`, lf, set, sign))
+			code, body, err := ccDo("PATCH", apiURL+"/members/r3", fmt.Sprintf(`{"loadfactor": %d, "lbset": %d, "status": "%sH"}`, lf, set, sign))
 			if !writerOK(code, err, 200) {
 				reportWriter("W2", i, code, body, err)
 				return
@@ -195,7 +196,7 @@ http://127.0.0.1:%d {
 	startWriter(func() {
 		for i := 0; i < ops; i++ {
 			m, tmo := methods[i%3], i%3
-			code, body, err := ccDo("PATCH", api, fmt.Sprintf(`{"lbmethod": %q, "timeout": %d}`, m, tmo))
+			code, body, err := ccDo("PATCH", apiURL, fmt.Sprintf(`{"lbmethod": %q, "timeout": %d}`, m, tmo))
 			if !writerOK(code, err, 200) {
 				reportWriter("W3", i, code, body, err)
 				return
@@ -243,7 +244,7 @@ http://127.0.0.1:%d {
 	startWriter(func() {
 		for i := 0; i < ops; i++ {
 			if i%2 == 0 {
-				code, body, err := ccDo("POST", api+"/members", fmt.Sprintf(`{"url": %q, "route": "r4", "status": "-D"}`, bs[3].URL))
+				code, body, err := ccDo("POST", apiURL+"/members", fmt.Sprintf(`{"url": %q, "route": "r4", "status": "-D"}`, bs[3].URL))
 				if !writerOK(code, err, 201) {
 					reportWriter("W7 add", i, code, body, err)
 					return
@@ -328,8 +329,8 @@ http://127.0.0.1:%d {
 			samples.Add(1)
 			switch i % 20 {
 			case 0:
-				code, body, err := ccDo("GET", api, "")
-				var ab apiBalancer
+				code, body, err := ccDo("GET", apiURL, "")
+				var ab api.Balancer
 				if err != nil || code != 200 || json.Unmarshal([]byte(body), &ab) != nil {
 					errs.add("sampler: API GET: %d %v", code, err)
 					continue
@@ -489,16 +490,16 @@ http://127.0.0.1:%d {
 		}()
 	}
 	// Run-time change to keep: r1 in lbset 2, then reloads.
-	api := fmt.Sprintf("http://127.0.0.1:%d/balancers/rl2", aport)
-	if code, body, err := ccDo("PATCH", api+"/members/r1", `{"lbset": 2}`); err != nil || code != 200 {
+	apiURL := fmt.Sprintf("http://127.0.0.1:%d/balancers/rl2", aport)
+	if code, body, err := ccDo("PATCH", apiURL+"/members/r1", `{"lbset": 2}`); err != nil || code != 200 {
 		t.Fatalf("PATCH: %d %v %s", code, err, body)
 	}
 	for i := 0; i < 6; i++ {
 		checkCounters(lookupBalancer("rl2"), &errs)
 		aport = freePort(t)
 		loadCaddyfile(t, cfg(aport, fmt.Sprint(1+i%2)))
-		api = fmt.Sprintf("http://127.0.0.1:%d/balancers/rl2", aport)
-		if code, _, err := ccDo("PATCH", api, fmt.Sprintf(`{"lbmethod": %q}`, []string{"bybusyness", "byrequests"}[i%2])); err != nil || code != 200 {
+		apiURL = fmt.Sprintf("http://127.0.0.1:%d/balancers/rl2", aport)
+		if code, _, err := ccDo("PATCH", apiURL, fmt.Sprintf(`{"lbmethod": %q}`, []string{"bybusyness", "byrequests"}[i%2])); err != nil || code != 200 {
 			errs.add("PATCH after reload %d: %d %v", i, code, err)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -558,8 +559,9 @@ func TestConcurrencyPersistLastWriteWins(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := &slowStorage{data: map[string][]byte{}}
-	persistTargets.Store("lww", &persistTarget{storage: st, logger: zap.NewNop()})
-	t.Cleanup(func() { persistTargets.Delete("lww"); liveParams.Delete(b); persistOrder.Delete(b) })
+	e := &registryEntry{name: "lww", bal: b}
+	e.persist.on, e.persist.storage, e.persist.logger = true, st, zap.NewNop()
+	b.SetOnEdit(func(*balancer.Balancer, balancer.Edit, string) { e.save() })
 	ms := b.Members()
 	for round := 0; round < 6; round++ {
 		// Fast and slow writes: the storage lock barges or queues.
@@ -570,8 +572,8 @@ func TestConcurrencyPersistLastWriteWins(t *testing.T) {
 			go func(g int) {
 				defer wg.Done()
 				for i := 0; i < 10; i++ {
-					_ = ms[g%2].SetLBSet((g*10 + i + round) % 100)
-					persistBalancer(b)
+					n := (g*10 + i + round) % 100
+					_, _ = b.Apply(balancer.Edit{Members: []balancer.MemberEdit{{Name: ms[g%2].Name(), LBSet: &n}}}, balancer.ReasonAPI)
 				}
 			}(g)
 		}
@@ -584,9 +586,6 @@ func TestConcurrencyPersistLastWriteWins(t *testing.T) {
 		want, _ := json.Marshal(b.Snapshot())
 		if string(got) != string(want) {
 			t.Fatalf("round %d: the stored state is older than the final one:\nstored %s\nfinal  %s", round, got, want)
-		}
-		if v, _ := liveParams.Load(b); v == nil {
-			t.Fatal("no live parameters kept")
 		}
 	}
 }

@@ -202,6 +202,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/lbset/caddy-balancer/manager"
 )
 
 // spec7Send sends one request exactly as given (method, request target,
@@ -743,7 +744,7 @@ func spec7Steps(s *spec7Setup) []spec7Step {
 	const wB1 = "b=w&nonce=nw&w={B1}&"
 	head := s.vars.Replace(wB1 + "w_ls=1&xml=1&pad=")
 	const tail = "&w_wr=R0"
-	padded := head + strings.Repeat("p", managerBodyLimit-len(head)-len(tail)-3) + tail + "abcdef&w_status_D=1"
+	padded := head + strings.Repeat("p", manager.BodyLimit-len(head)-len(tail)-3) + tail + "abcdef&w_status_D=1"
 	doubleB1 := strings.NewReplacer(":", "%253A", "/", "%252F").Replace(s.bs[0].URL)
 	long := strings.Repeat("z", 64)
 

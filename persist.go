@@ -22,16 +22,21 @@ import (
 // (a restart). A reload keeps the live balancer (registry.go), so nothing is
 // read then. Where a member's configuration changed since the save, the
 // configuration wins for that member; the balancer parameters are restored
-// only if the balancer's configured parameters are unchanged.
+// only if the balancer's configured parameters are unchanged
+// (balancer.Restore).
 
-// persistFile is the stored document.
+// persistFile is the stored document: the fields of balancer.Snapshot, with
+// the format's version and the time of the save.
 type persistFile struct {
-	Version int       `json:"version"`
-	Saved   time.Time `json:"saved"`
+	// Version is the format's version, 2. Version 1 (before forcerecovery
+	// could change at run time) is read too.
+	Version int `json:"version"`
+	// Saved is when the state was written.
+	Saved time.Time `json:"saved"`
 	balancer.Snapshot
 }
 
-const persistVersion = 1
+const persistVersion = 2
 
 func persistKey(name string) string { return "balancer/" + name + ".json" }
 
@@ -41,154 +46,100 @@ type kvStorage interface {
 	Load(ctx context.Context, key string) ([]byte, error)
 }
 
-// persistTarget is where one balancer is persisted.
-type persistTarget struct {
+// persister writes one balancer's state after every run-time change.
+type persister struct {
+	// mu is held from the snapshot to the end of its write, so that
+	// concurrent changes are stored in the order their snapshots were taken:
+	// the state stored last is never older than the last change.
+	mu      sync.Mutex
+	on      bool
 	storage kvStorage
 	logger  *zap.Logger
-	mu      sync.Mutex // one write at a time, in order
 }
 
-var (
-	// persistTargets maps a balancer name to its *persistTarget, for
-	// balancers with persist on.
-	persistTargets sync.Map
-	// liveParams maps a *balancer.Balancer to its balancer.Snapshot taken
-	// after the last run-time change, to keep changed balancer parameters
-	// across a reload.
-	liveParams sync.Map
-	// balancerOrigins maps a *balancer.Balancer to the *balancerOrigin of the
-	// config load that created it: a saved state is restored only by the load
-	// that created the balancer (a restart), never onto a live one (a reload).
-	balancerOrigins sync.Map
-)
-
-type balancerOrigin struct {
-	load     <-chan struct{}
-	mu       sync.Mutex
-	restored bool
+// setPersist sets up persistence from a committed definition and, on the
+// balancer's first commit with persist on, restores the saved state. Caller
+// holds e.mu.
+func (e *registryEntry) setPersist(app *App, def *definition, first bool) {
+	p := &e.persist
+	p.mu.Lock()
+	p.on, p.storage, p.logger = def.persist && def.storage != nil, def.storage, app.logger
+	if def.persist && def.storage == nil {
+		app.logger.Error("balancer persist: no storage available", zap.String("balancer", e.name))
+	}
+	p.mu.Unlock()
+	d := e.bal.Durability()
+	d.Persist = p.on
+	e.bal.SetDurability(d)
+	if first && p.on {
+		e.restore()
+	}
+	e.bal.SetOnEdit(func(b *balancer.Balancer, _ balancer.Edit, _ string) { e.save() })
 }
 
-// setupPersistence is called by Provision for every balancer block once the
-// balancer is acquired. A defining block with persist on registers the
-// balancer for persistence and, if this config load created the balancer,
-// restores its saved state; persist off unregisters it.
-func (h *Handler) setupPersistence(ctx caddy.Context) {
-	if h.bal == nil {
+// save writes the balancer's state, if persist is on. Errors are logged,
+// never returned: the change itself stands.
+func (e *registryEntry) save() {
+	p := &e.persist
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.on {
 		return
 	}
-	v, _ := balancerOrigins.LoadOrStore(h.bal, &balancerOrigin{load: ctx.Done()})
-	origin := v.(*balancerOrigin)
-	if !h.defines() {
-		return
-	}
-	// A reload reconfigured a live balancer, which resets its balancer
-	// parameters to the configuration: put back those changed at run time,
-	// as long as their configuration is unchanged.
-	if origin.load != ctx.Done() {
-		if snap, ok := liveParams.Load(h.bal); ok {
-			h.bal.RestoreParams(snap.(balancer.Snapshot))
-		}
-	}
-	name := h.bal.Name()
-	if !h.Persist {
-		persistTargets.Delete(name)
-		return
-	}
-	logger := h.logger
-	if logger == nil {
-		logger = zap.NewNop()
-	}
-	st := contextStorage(ctx)
-	if st == nil {
-		logger.Error("balancer persist: no storage available", zap.String("balancer", name))
-		return
-	}
-	t := &persistTarget{storage: st, logger: logger}
-	persistTargets.Store(name, t)
-	origin.mu.Lock()
-	defer origin.mu.Unlock()
-	if origin.load != ctx.Done() || origin.restored {
-		return
-	}
-	origin.restored = true
-	t.restore(h.bal)
-}
-
-// persistEnabled reports whether the balancer of that name has persist on.
-func persistEnabled(name string) bool {
-	_, ok := persistTargets.Load(name)
-	return ok
-}
-
-// persistOrder maps a *balancer.Balancer to the *sync.Mutex held from its
-// snapshot to the end of its write, so that concurrent changes are stored in
-// the order their snapshots were taken: the state stored last is never older
-// than the last change.
-var persistOrder sync.Map
-
-// persistBalancer is called after every run-time change of a balancer: it
-// keeps the new state for reloads and, with persist on, writes it to storage.
-// Errors are logged, never returned: the change itself stands.
-func persistBalancer(b *balancer.Balancer) {
-	l, _ := persistOrder.LoadOrStore(b, new(sync.Mutex))
-	mu := l.(*sync.Mutex)
-	mu.Lock()
-	defer mu.Unlock()
-	snap := b.Snapshot()
-	liveParams.Store(b, snap)
-	v, ok := persistTargets.Load(b.Name())
-	if !ok {
-		return
-	}
-	v.(*persistTarget).save(snap)
-}
-
-func (t *persistTarget) save(snap balancer.Snapshot) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	snap := e.bal.Snapshot()
 	doc := persistFile{Version: persistVersion, Saved: time.Now().UTC(), Snapshot: snap}
 	data, err := json.MarshalIndent(doc, "", "\t")
 	if err != nil {
-		t.logger.Error("balancer persist: encoding state", zap.String("balancer", snap.Name), zap.Error(err))
+		p.logger.Error("balancer persist: encoding state", zap.String("balancer", snap.Name), zap.Error(err))
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// certmagic's file storage writes through a temporary file and a rename,
 	// so a reader never sees half a file.
-	if err := t.storage.Store(ctx, persistKey(snap.Name), data); err != nil {
-		t.logger.Error("balancer persist: writing state", zap.String("balancer", snap.Name),
+	if err := p.storage.Store(ctx, persistKey(snap.Name), data); err != nil {
+		p.logger.Error("balancer persist: writing state", zap.String("balancer", snap.Name),
 			zap.String("key", persistKey(snap.Name)), zap.Error(err))
 	}
 }
 
-func (t *persistTarget) restore(b *balancer.Balancer) {
+// restore reads the saved state and applies it (balancer.Restore checks it
+// as it checks a run-time change). Caller holds e.mu.
+func (e *registryEntry) restore() {
+	p := &e.persist
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	key := persistKey(b.Name())
-	data, err := t.storage.Load(ctx, key)
+	key := persistKey(e.name)
+	data, err := p.storage.Load(ctx, key)
 	if errors.Is(err, fs.ErrNotExist) {
 		return
 	}
 	if err != nil {
-		t.logger.Error("balancer persist: reading saved state", zap.String("balancer", b.Name()),
+		p.logger.Error("balancer persist: reading saved state", zap.String("balancer", e.name),
 			zap.String("key", key), zap.Error(err))
 		return
 	}
 	var doc persistFile
-	if err := json.Unmarshal(data, &doc); err != nil || doc.Version != persistVersion || doc.Name != b.Name() {
-		if err == nil {
-			err = fmt.Errorf("version %d for balancer %q, want version %d for %q", doc.Version, doc.Name, persistVersion, b.Name())
-		}
-		t.logger.Error("balancer persist: saved state is unusable, ignored", zap.String("balancer", b.Name()),
+	err = json.Unmarshal(data, &doc)
+	switch {
+	case err != nil:
+	case (doc.Version != 1 && doc.Version != persistVersion) || doc.Name != e.name:
+		err = fmt.Errorf("version %d for balancer %q, want version %d for %q", doc.Version, doc.Name, persistVersion, e.name)
+	case doc.Version == 1:
+		// Version 1 had no forcerecovery: it could not change at run time.
+		fr := e.bal.Config().ForceRecovery
+		doc.Configured.ForceRecovery, doc.Params.ForceRecovery = fr, fr
+	}
+	if err != nil {
+		p.logger.Error("balancer persist: saved state is unusable, ignored", zap.String("balancer", e.name),
 			zap.String("key", key), zap.Error(err))
 		return
 	}
-	rep := b.Restore(doc.Snapshot)
-	t.logger.Info("balancer persist: restored saved state", zap.String("balancer", b.Name()),
+	rep := e.bal.Restore(doc.Snapshot)
+	p.logger.Info("balancer persist: restored saved state", zap.String("balancer", e.name),
 		zap.Time("saved", doc.Saved), zap.Bool("parameters", rep.Params),
 		zap.Strings("members", rep.Restored), zap.Strings("added", rep.Added),
-		zap.Strings("config_changed_or_gone", rep.Skipped))
+		zap.Strings("skipped", rep.Skipped))
 }
 
 // contextStorage is ctx.Storage(), nil where the context has no config

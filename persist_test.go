@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/lbset/caddy-balancer/api"
 )
 
 // Integration tests of `persist on` (httpd's BalancerPersist): run-time
@@ -39,11 +40,11 @@ func TestPersistAcrossRestart(t *testing.T) {
 	port, aport := freePort(t), freePort(t)
 	site := fmt.Sprintf("http://127.0.0.1:%d", port)
 	admin := fmt.Sprintf("http://127.0.0.1:%d", aport)
-	api := admin + "/balancers/pers"
+	apiURL := admin + "/balancers/pers"
 	m1, m2, m3 := bs[0].URL+" route=r1", bs[1].URL+" route=r2", bs[2].URL+" route=r3"
 	loadCaddyfile(t, persistConfig(aport, port, dir, "on", m1, m2, m3))
 
-	b := decodeBalancer(t, adminDo(t, "GET", api, ""))
+	b := decodeBalancer(t, adminDo(t, "GET", apiURL, ""))
 	if !b.Persist {
 		t.Fatal("persist not reported")
 	}
@@ -52,9 +53,9 @@ func TestPersistAcrossRestart(t *testing.T) {
 		t.Error("page does not say changes are persisted")
 	}
 	// Changes through the JSON API and the manager form.
-	adminDo(t, "PATCH", api+"/members/r1", `{"status": "+D"}`)
-	adminDo(t, "PATCH", api, `{"lbmethod": "bybusyness", "timeout": 2}`)
-	if r := adminDo(t, "POST", api+"/members", fmt.Sprintf(`{"url": %q, "status": "-D", "route": "r4"}`, bs[3].URL)); r.Status != 201 {
+	adminDo(t, "PATCH", apiURL+"/members/r1", `{"status": "+D"}`)
+	adminDo(t, "PATCH", apiURL, `{"lbmethod": "bybusyness", "timeout": 2}`)
+	if r := adminDo(t, "POST", apiURL+"/members", fmt.Sprintf(`{"url": %q, "status": "-D", "route": "r4"}`, bs[3].URL)); r.Status != 201 {
 		t.Fatalf("add: %d %s", r.Status, r.Body)
 	}
 	mgPost(t, admin+"/balancer-manager", "b=pers&nonce="+nonce+"&w="+url.QueryEscape(bs[1].URL)+"&w_lf=3&w_rr=r3")
@@ -73,13 +74,13 @@ func TestPersistAcrossRestart(t *testing.T) {
 	// A fresh admin port on every load: Caddy replaces its admin server at
 	// each load, and a request racing the old one's shutdown gets reset.
 	aport = freePort(t)
-	api = fmt.Sprintf("http://127.0.0.1:%d/balancers/pers", aport)
+	apiURL = fmt.Sprintf("http://127.0.0.1:%d/balancers/pers", aport)
 	loadCaddyfile(t, persistConfig(aport, port, dir, "on", m1, m2, m3))
-	b = decodeBalancer(t, adminDo(t, "GET", api, ""))
+	b = decodeBalancer(t, adminDo(t, "GET", apiURL, ""))
 	if b.Nonce != nonce || b.LBMethod != "bybusyness" || b.Timeout != "2s" || len(b.Members) != 4 {
 		t.Fatalf("after restart: %+v", b)
 	}
-	byRoute := map[string]apiMember{}
+	byRoute := map[string]api.Member{}
 	for _, m := range b.Members {
 		byRoute[m.Route] = m
 	}
@@ -99,10 +100,10 @@ func TestPersistAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	aport = freePort(t)
-	api = fmt.Sprintf("http://127.0.0.1:%d/balancers/pers", aport)
+	apiURL = fmt.Sprintf("http://127.0.0.1:%d/balancers/pers", aport)
 	loadCaddyfile(t, persistConfig(aport, port, dir, "on", m1, bs[1].URL+" route=r2 loadfactor=2", m3))
-	b = decodeBalancer(t, adminDo(t, "GET", api, ""))
-	byRoute = map[string]apiMember{}
+	b = decodeBalancer(t, adminDo(t, "GET", apiURL, ""))
+	byRoute = map[string]api.Member{}
 	for _, m := range b.Members {
 		byRoute[m.Route] = m
 	}
@@ -114,11 +115,11 @@ func TestPersistAcrossRestart(t *testing.T) {
 	}
 
 	// A reload (not a restart) keeps the live state and does not read the file.
-	adminDo(t, "PATCH", api+"/members/r1", `{"status": "-D"}`)
+	adminDo(t, "PATCH", apiURL+"/members/r1", `{"status": "-D"}`)
 	aport = freePort(t)
-	api = fmt.Sprintf("http://127.0.0.1:%d/balancers/pers", aport)
+	apiURL = fmt.Sprintf("http://127.0.0.1:%d/balancers/pers", aport)
 	loadCaddyfile(t, persistConfig(aport, port, dir, "on", m1, bs[1].URL+" route=r2 loadfactor=2", m3+" lbset=0"))
-	if m := decodeMember(t, adminDo(t, "GET", api+"/members/r1", "")); m.Status != "Init Ok " {
+	if m := decodeMember(t, adminDo(t, "GET", apiURL+"/members/r1", "")); m.Status != "Init Ok " {
 		t.Errorf("after reload r1 is %q", m.Status)
 	}
 }
@@ -128,7 +129,7 @@ func TestPersistCorruptAndOff(t *testing.T) {
 	dir := t.TempDir()
 	port, aport := freePort(t), freePort(t)
 	admin := fmt.Sprintf("http://127.0.0.1:%d", aport)
-	api := admin + "/balancers/pers"
+	apiURL := admin + "/balancers/pers"
 	if err := os.MkdirAll(filepath.Join(dir, "balancer"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -138,12 +139,12 @@ func TestPersistCorruptAndOff(t *testing.T) {
 	}
 	// A corrupt file is logged and ignored.
 	loadCaddyfile(t, persistConfig(aport, port, dir, "on", bs[0].URL, bs[1].URL))
-	b := decodeBalancer(t, adminDo(t, "GET", api, ""))
+	b := decodeBalancer(t, adminDo(t, "GET", apiURL, ""))
 	if len(b.Members) != 2 || b.Members[0].Status != "Init Ok " {
 		t.Fatalf("with a corrupt file: %+v", b)
 	}
 	// The next change overwrites it.
-	adminDo(t, "PATCH", api+"/members/"+url.PathEscape(bs[0].URL), `{"lbset": 1}`)
+	adminDo(t, "PATCH", apiURL+"/members/"+url.PathEscape(bs[0].URL), `{"lbset": 1}`)
 	if data, _ := os.ReadFile(file); !json.Valid(data) {
 		t.Fatalf("file not rewritten: %s", data)
 	}
@@ -157,9 +158,9 @@ func TestPersistCorruptAndOff(t *testing.T) {
 	}
 	aport = freePort(t)
 	admin = fmt.Sprintf("http://127.0.0.1:%d", aport)
-	api = admin + "/balancers/pers"
+	apiURL = admin + "/balancers/pers"
 	loadCaddyfile(t, persistConfig(aport, port, dir, "off", bs[0].URL, bs[1].URL))
-	adminDo(t, "PATCH", api+"/members/"+url.PathEscape(bs[0].URL), `{"lbset": 1}`)
+	adminDo(t, "PATCH", apiURL+"/members/"+url.PathEscape(bs[0].URL), `{"lbset": 1}`)
 	if _, err := os.Stat(file); !os.IsNotExist(err) {
 		t.Fatalf("persist off wrote the file: %v", err)
 	}

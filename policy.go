@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
 	"github.com/lbset/caddy-balancer/balancer"
+	"github.com/lbset/caddy-balancer/config"
 )
 
 func init() {
@@ -59,7 +60,7 @@ func (p *policy) provision(method string) error {
 		if pm.Address == "" {
 			return fmt.Errorf("lb_policy %s: balancer_member needs an address", method)
 		}
-		mc, err := Member{URL: "http://" + pm.Address, LoadFactor: pm.LoadFactor, LBSet: pm.LBSet, Route: pm.Route, Status: pm.Status}.engineConfig()
+		mc, err := config.Member{URL: "http://" + pm.Address, LoadFactor: pm.LoadFactor, LBSet: pm.LBSet, Route: pm.Route, Status: pm.Status}.Engine()
 		if err != nil {
 			return fmt.Errorf("lb_policy %s: balancer_member %s: %w", method, pm.Address, err)
 		}
@@ -226,13 +227,13 @@ func (p *policy) unmarshal(d *caddyfile.Dispenser) error {
 			return d.Errf("balancer_member %s: given twice", addr)
 		}
 		seen[addr] = true
-		var m Member
+		var m config.Member
 		set := func(key, val string) error {
 			key = strings.ToLower(key)
 			if !policyMemberKeys[key] {
 				return d.Errf("balancer_member %s: %s does not apply to an lb_policy member (loadfactor, lbset, route, status do)", addr, key)
 			}
-			if err := setMemberParam(&m, key, val); err != nil {
+			if err := m.SetParam(key, val); err != nil {
 				return d.Errf("balancer_member %s: %v", addr, err)
 			}
 			return nil

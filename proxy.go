@@ -9,12 +9,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
 	"github.com/lbset/caddy-balancer/balancer"
+	"github.com/lbset/caddy-balancer/config"
 )
 
 // stateVarKey is the request variable that carries a request's balancer state
@@ -345,7 +347,7 @@ func (t *memberTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	if h.rmap != nil {
-		h.rmap.apply(resp, h.bal, st.frontScheme, st.frontHost)
+		h.rmap.Apply(resp, h.bal, st.frontScheme, st.frontHost)
 	}
 	m.AddTraffic(sent, int64(len(resp.Proto)+1+len(resp.Status)))
 	cb := &countingBody{ReadCloser: resp.Body, m: m, done: timer}
@@ -421,6 +423,45 @@ func (c *countingBody) Close() error {
 		c.done.cancel()
 	}
 	return err
+}
+
+// headerTimer cancels an attempt whose member has not sent its response
+// headers within the member's timeout (httpd's worker `timeout`).
+type headerTimer struct {
+	t      *time.Timer
+	fired  atomic.Bool
+	cancel context.CancelFunc
+}
+
+// stop reports whether the timer was stopped before it fired.
+func (h *headerTimer) stop() bool {
+	h.t.Stop()
+	return !h.fired.Load()
+}
+
+func withMemberTimeout(req *http.Request, d time.Duration, st *requestState) (*http.Request, *headerTimer) {
+	if d <= 0 {
+		return req, nil
+	}
+	ctx, cancel := context.WithCancel(req.Context())
+	ht := &headerTimer{cancel: cancel}
+	ht.t = time.AfterFunc(d, func() {
+		ht.fired.Store(true)
+		cancel()
+	})
+	return req.WithContext(ctx), ht
+}
+
+// routeCookie returns the Set-Cookie value for the route cookie, or "".
+func routeCookie(rc *config.RouteCookie, cookieName, route string) string {
+	if rc == nil || cookieName == "" || route == "" {
+		return ""
+	}
+	attrs := rc.Attributes
+	if attrs == "" {
+		attrs = "path=/"
+	}
+	return cookieName + "=." + route + "; " + attrs
 }
 
 // Interface guards

@@ -625,18 +625,17 @@ func persistWriter(t *testing.T, dir string) {
 			defer wg.Done()
 			for i := 0; ; i++ {
 				m := ms[g%len(ms)]
-				_ = m.SetLoadFactor(100 + (i*37+g)%9901)
-				_ = m.SetLBSet(i % 100)
-				m.SetRoute(fmt.Sprintf("g%d-%s", g, strings.Repeat("x", i%50)))
+				lf, set, route := 100+(i*37+g)%9901, i%100, fmt.Sprintf("g%d-%s", g, strings.Repeat("x", i%50))
+				e := balancer.Edit{Members: []balancer.MemberEdit{{Name: m.Name(), LoadFactor: &lf, LBSet: &set, Route: &route}}}
 				if g == 3 {
 					// add and remove a run-time member: the file changes shape.
 					if dm := b.FindMemberByName("http://127.0.0.1:9"); dm != nil {
-						_ = b.RemoveMember(dm)
+						e.Remove = []string{dm.Name()}
 					} else {
-						_, _ = b.AddMember("http://127.0.0.1:9")
+						e.Add = []balancer.MemberConfig{{URL: "http://127.0.0.1:9", Status: balancer.Disabled}}
 					}
 				}
-				persistBalancer(b)
+				_, _ = b.Apply(e, balancer.ReasonAPI) // written to the state file
 				once.Do(func() { fmt.Println("ready") })
 			}
 		}(g)
@@ -738,11 +737,11 @@ func TestReliabilityPersistDamagedFiles(t *testing.T) {
 	// A genuine state file to damage.
 	restart()
 	b := lookupBalancer("pk")
-	m1 := b.Members()[0]
-	_ = m1.SetLoadFactor(500)
-	_ = m1.SetLBSet(7)
-	_ = m1.SetFlag('D', true, "test")
-	persistBalancer(b)
+	lf, set := 500, 7
+	if _, err := b.Apply(balancer.Edit{Members: []balancer.MemberEdit{{Name: b.Members()[0].Name(),
+		LoadFactor: &lf, LBSet: &set, Set: balancer.Disabled}}}, balancer.ReasonAPI); err != nil {
+		t.Fatal(err)
+	}
 	good, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
@@ -788,7 +787,7 @@ func TestReliabilityPersistDamagedFiles(t *testing.T) {
 		{"empty", []byte{}, "saved state is unusable"},
 		{"null", []byte("null"), "saved state is unusable"},
 		{"garbage", []byte("\x00\xff\xfe garbage \x1b[31m"), "saved state is unusable"},
-		{"other version", mutate(func(d map[string]any) { d["version"] = 2 }), "saved state is unusable"},
+		{"other version", mutate(func(d map[string]any) { d["version"] = 3 }), "saved state is unusable"},
 		{"other balancer", mutate(func(d map[string]any) { d["name"] = "other" }), "saved state is unusable"},
 		{"wrong shape", []byte(`{"version":1,"name":"pk","members":"x"}`), "saved state is unusable"},
 		{"wrong types", mutate(func(d map[string]any) { d["members"].([]any)[0].(map[string]any)["lbfactor"] = "500" }), "saved state is unusable"},
@@ -829,8 +828,11 @@ func TestReliabilityPersistDamagedFiles(t *testing.T) {
 	_ = caddy.Stop()
 	_ = os.WriteFile(file, good[:10], 0o600)
 	restart()
-	_ = lookupBalancer("pk").Members()[1].SetLBSet(3)
-	persistBalancer(lookupBalancer("pk"))
+	three := 3
+	pk := lookupBalancer("pk")
+	if _, err := pk.Apply(balancer.Edit{Members: []balancer.MemberEdit{{Name: pk.Members()[1].Name(), LBSet: &three}}}, balancer.ReasonAPI); err != nil {
+		t.Fatal(err)
+	}
 	restart()
 	if s := lookupBalancer("pk").States()[1]; s.LBSet != 3 {
 		t.Fatalf("a damaged file was not replaced by the next change: %+v", s)

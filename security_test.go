@@ -6,13 +6,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lbset/caddy-balancer/balancer"
+	"github.com/lbset/caddy-balancer/internal/balancertest"
+	"github.com/lbset/caddy-balancer/manager"
 )
 
 // Security tests of the balancer-manager (site handler and admin endpoint)
@@ -291,49 +292,12 @@ const (
 	xssRedirect = `"><img src=x onerror=alert(1)>`
 	xssHCURI    = `/h'onmouseover='alert(3)`
 	xssSticky   = `<s>`
-	xssName     = `x<svg onload=alert(4)>`
+	xssName     = "x\"><svg\fonload=alert(4)>" // no white space, '/', '?' or '#': a valid balancer name
 )
-
-// htmlTags are the tags the manager's HTML page is made of; any other tag
-// in a page is injected markup.
-var htmlTags = map[string]bool{
-	"!DOCTYPE": true, "html": true, "head": true, "title": true, "style": true, "body": true, "h1": true,
-	"dl": true, "dt": true, "hr": true, "h3": true, "a": true, "table": true, "tr": true, "th": true,
-	"td": true, "br": true, "form": true, "input": true, "label": true, "select": true, "option": true,
-}
-
-var reTagName = regexp.MustCompile(`^<(/?)([!?A-Za-z][A-Za-z0-9:]*)`)
-
-// checkMarkup fails when the page holds a tag that is not one of allowed, or
-// the raw text of any payload.
-func checkMarkup(t *testing.T, what, page string, allowed func(string) bool, payloads ...string) {
-	t.Helper()
-	for i := strings.IndexByte(page, '<'); i >= 0; {
-		m := reTagName.FindStringSubmatch(page[i:])
-		if m == nil || !allowed(m[2]) {
-			end := min(len(page), i+60)
-			t.Fatalf("%s: injected or unknown markup at %d: %q", what, i, page[i:end])
-		}
-		j := strings.IndexByte(page[i+1:], '<')
-		if j < 0 {
-			break
-		}
-		i += 1 + j
-	}
-	for _, p := range payloads {
-		if strings.Contains(page, p) {
-			t.Fatalf("%s: payload %q appears unescaped", what, p)
-		}
-	}
-}
 
 // formEscape %-encodes a form value for the manager, whose parser (httpd's
 // push2table) does not turn '+' into a space.
 func formEscape(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "+", "%20") }
-
-func htmlTag(name string) bool { return htmlTags[name] }
-
-func xmlTag(name string) bool { return name == "?xml" || strings.HasPrefix(name, "httpd:") }
 
 // TestSecurityEscaping: routes, redirects, sticky names, hc URIs, member URLs
 // and balancer names, set through the configuration and through the manager
@@ -405,10 +369,10 @@ func TestSecurityEscaping(t *testing.T) {
 			if !strings.HasPrefix(page, "<?xml") {
 				t.Fatalf("%s: not XML: %.200s", what, page)
 			}
-			checkMarkup(t, what, page, xmlTag, payloads...)
+			balancertest.CheckMarkup(t, what, page, balancertest.XMLTag, payloads...)
 			continue
 		}
-		checkMarkup(t, what, page, htmlTag, payloads...)
+		balancertest.CheckMarkup(t, what, page, balancertest.HTMLTag, payloads...)
 	}
 	for _, p := range []string{"&lt;script&gt;alert(&#39;r&#39;)&lt;/script&gt;", "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;"} {
 		if !strings.Contains(pages["site page"], p) {
@@ -438,10 +402,10 @@ func TestSecurityEscaping(t *testing.T) {
 		t.Fatalf("the form did not set the hostile route and redirect")
 	}
 	formPayloads := append(payloads, formRoute, formRedir, formHCURI, formSticky, "<b ", "<u>", "<q>", "<i>")
-	checkMarkup(t, "page after form", get(t, mgr, ref).Body, htmlTag, formPayloads...)
-	checkMarkup(t, "worker form after form", get(t, mgr+q+"&w="+url.QueryEscape(bs[1].URL), ref).Body, htmlTag, formPayloads...)
-	checkMarkup(t, "balancer form after form", get(t, mgr+q, ref).Body, htmlTag, formPayloads...)
-	checkMarkup(t, "XML after form", get(t, mgr+"?xml=1", ref).Body, xmlTag, formPayloads...)
+	balancertest.CheckMarkup(t, "page after form", get(t, mgr, ref).Body, balancertest.HTMLTag, formPayloads...)
+	balancertest.CheckMarkup(t, "worker form after form", get(t, mgr+q+"&w="+url.QueryEscape(bs[1].URL), ref).Body, balancertest.HTMLTag, formPayloads...)
+	balancertest.CheckMarkup(t, "balancer form after form", get(t, mgr+q, ref).Body, balancertest.HTMLTag, formPayloads...)
+	balancertest.CheckMarkup(t, "XML after form", get(t, mgr+"?xml=1", ref).Body, balancertest.XMLTag, formPayloads...)
 
 	// The JSON API encodes the same values as JSON, never as markup.
 	r := adminDo(t, "GET", admin+"/balancers/"+url.PathEscape(name), "")
@@ -520,7 +484,7 @@ func TestSecurityBodyLimit(t *testing.T) {
 		// The limit falls inside w_wr's value: the route is its first part.
 		head := "b=sec&nonce=" + nonce + "&w=" + w + "&w_ls=" + fmt.Sprint(i+1) + "&pad="
 		tail := "&w_wr=R" + fmt.Sprint(i)
-		pad := strings.Repeat("p", managerBodyLimit-len(head)-len(tail)-3)
+		pad := strings.Repeat("p", manager.BodyLimit-len(head)-len(tail)-3)
 		body := head + pad + tail + "abcdef&w_status_D=1"
 		if r := secPost(t, mgr, body, ref); r.Status != 200 {
 			t.Fatalf("%s: %d", mgr, r.Status)

@@ -76,8 +76,22 @@ type Balancer struct {
 	maxMembers         int
 	nonce              string
 
-	// ev holds the OnStatusChange hook and the changes to report (events.go).
+	// ev holds the OnStatusChange and OnEdit hooks and what they are to be
+	// told (events.go).
 	ev eventState
+
+	// runtimeParams holds the balancer parameters after the last run-time
+	// edit of one of them, nil if none was edited: a reload with unchanged
+	// configured parameters keeps them (Reconfigure).
+	runtimeParams *SnapshotParams
+	// shownMaxAttempts is the maxattempts shown (and persisted) but not in
+	// force, httpd's b_max on a balancer whose max_attempts is not set; -1
+	// if none was given (docs/behaviour.md §7.3).
+	shownMaxAttempts int
+	// policy is the check of members added at run time (SetMemberPolicy).
+	policy atomic.Pointer[func(MemberView) error]
+	// durability is where run-time changes are kept (SetDurability).
+	durability atomic.Pointer[Durability]
 
 	// Copies of settings that the request path reads without the lock; they
 	// are written under the lock by configure.
@@ -98,54 +112,18 @@ var (
 
 // New builds a balancer from its configuration.
 func New(cfg Config) (*Balancer, error) {
-	b := &Balancer{Now: time.Now}
+	b := &Balancer{Now: time.Now, shownMaxAttempts: -1}
 	if err := b.configure(cfg, nil); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
-func (cfg *Config) validate() error {
-	if cfg.Name == "" {
-		return fmt.Errorf("balancer name is empty")
-	}
-	if len(cfg.Name) > 95 {
-		return fmt.Errorf("balancer name %q is longer than 95 characters", cfg.Name)
-	}
-	if _, err := MethodByName(cfg.LBMethod); err != nil {
-		return err
-	}
-	if len(cfg.StickySession) > 63 || len(cfg.StickyPath) > 63 {
-		return fmt.Errorf("stickysession names must be shorter than 64 characters")
-	}
-	if cfg.MaxAttempts < 0 {
-		return fmt.Errorf("maximum number of attempts must be a positive number")
-	}
-	if cfg.Timeout < 0 {
-		return fmt.Errorf("timeout must be at least one second")
-	}
-	for _, c := range cfg.FailOnStatus {
-		if c < 100 || c > 599 {
-			return fmt.Errorf("failonstatus must be one or more HTTP response codes")
-		}
-	}
-	if cfg.Growth < 0 || cfg.Growth > 100 {
-		return fmt.Errorf("growth must be between 1 and 100")
-	}
-	if len(cfg.Nonce) > 36 {
-		return fmt.Errorf("provided nonce is too large")
-	}
-	return nil
-}
-
 // configure applies cfg. With old members given (a reload of a balancer of the
 // same name), a member whose configuration is unchanged keeps its run-time
 // state; members added at run time are kept.
 func (b *Balancer) configure(cfg Config, old []*Member) error {
-	cfg.Name = strings.ToLower(cfg.Name)
-	if cfg.LBMethod == "" {
-		cfg.LBMethod = "byrequests"
-	}
+	cfg = normalized(cfg)
 	if err := cfg.validate(); err != nil {
 		return err
 	}
@@ -226,12 +204,75 @@ func (b *Balancer) setSticky(cookie, path string) {
 
 // Reconfigure applies a new configuration to a running balancer (a Caddy config
 // reload of the same balancer name): unchanged members keep their run-time
-// state, counters and flags; members added at run time stay.
+// state, counters and flags; members added at run time stay. Balancer
+// parameters changed at run time are kept if the configured parameters are
+// unchanged; otherwise the configuration wins.
 func (b *Balancer) Reconfigure(cfg Config) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	rt := b.runtimeParams
+	if rt != nil && configuredParams(normalized(cfg)) != configuredParams(b.cfg) {
+		rt = nil
+	}
 	// configure validates everything before it changes anything.
-	return b.configure(cfg, b.members)
+	if err := b.configure(cfg, b.members); err != nil {
+		return err
+	}
+	b.runtimeParams = rt
+	if rt != nil {
+		b.keepParamsLocked(*rt)
+	}
+	return nil
+}
+
+// Validate checks a configuration as New and Reconfigure do, without
+// building anything.
+func Validate(cfg Config) error {
+	cfg = normalized(cfg)
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	seen := make(map[string]bool, len(cfg.Members))
+	for i, mc := range cfg.Members {
+		name, _, _, _, _, _, err := NormalizeURL(mc.URL)
+		if err == nil {
+			err = mc.validate()
+		}
+		if err != nil {
+			return fmt.Errorf("member %d (%s): %w", i+1, mc.URL, err)
+		}
+		if seen[name] {
+			return fmt.Errorf("member %s is defined twice in balancer %s", name, cfg.Name)
+		}
+		seen[name] = true
+	}
+	return nil
+}
+
+// normalized returns cfg with its name lower-cased and the default lbmethod.
+func normalized(cfg Config) Config {
+	cfg.Name = strings.ToLower(cfg.Name)
+	if cfg.LBMethod == "" {
+		cfg.LBMethod = "byrequests"
+	}
+	return cfg
+}
+
+// keepParamsLocked puts back balancer parameters changed at run time after a
+// reconfiguration; they were checked when they were edited.
+func (b *Balancer) keepParamsLocked(p SnapshotParams) {
+	if p.LBMethod != b.method.Name() {
+		method, _ := MethodByName(p.LBMethod)
+		b.method = method
+		method.Reset(b.members)
+	}
+	b.setSticky(p.StickySession, p.StickyPath)
+	b.nofailover = p.NoFailover
+	b.forceRecovery = p.ForceRecovery
+	b.timeout = p.Timeout
+	if p.MaxAttempts >= 0 {
+		b.setMaxAttemptsLocked(p.MaxAttempts)
+	}
 }
 
 func memberConfigEqual(a, b MemberConfig) bool {

@@ -12,6 +12,8 @@ const (
 	ReasonForcedRecovery = "forced_recovery" // every member in error, E lifted on all
 	ReasonFailOnStatus   = "failonstatus"    // response status listed in failonstatus
 	ReasonFailOnTimeout  = "failontimeout"   // member timed out with failontimeout on
+	ReasonRestore        = "restore"         // saved state restored at start (persist)
+	ReasonFleet          = "fleet"           // a change made on another node of the fleet
 )
 
 // StatusChangeFunc is told about a member's status change: its flags before
@@ -27,11 +29,42 @@ type StatusChange struct {
 	Reason   string
 }
 
-// eventState is the balancer's part of status-change reporting: the hook and
+// EditFunc is told about every edit Apply made, with its reason, after the
+// balancer's lock has been released, in the goroutine that applied it. The
+// edit is as applied: names of removed members normalized, health-check
+// settings canonical.
+type EditFunc func(b *Balancer, e Edit, reason string)
+
+// eventState is the balancer's part of status-change reporting: the hooks and
 // the changes made in the current locked section (guarded by the balancer's mu).
 type eventState struct {
-	hook    atomic.Pointer[StatusChangeFunc]
-	pending []StatusChange
+	hook     atomic.Pointer[StatusChangeFunc]
+	editHook atomic.Pointer[EditFunc]
+	pending  []StatusChange
+	edits    []editEvent
+}
+
+type editEvent struct {
+	e      Edit
+	reason string
+}
+
+// SetOnEdit installs fn (nil removes it) as the balancer's OnEdit hook.
+func (b *Balancer) SetOnEdit(fn EditFunc) {
+	if fn == nil {
+		b.ev.editHook.Store(nil)
+		return
+	}
+	b.ev.editHook.Store(&fn)
+}
+
+// noteEdit records an applied edit for the OnEdit hook. Caller holds the lock
+// and must release it with unlock.
+func (b *Balancer) noteEdit(e Edit, reason string) {
+	if b.ev.editHook.Load() == nil {
+		return
+	}
+	b.ev.edits = append(b.ev.edits, editEvent{e, reason})
 }
 
 // SetOnStatusChange installs fn (nil removes it) as the balancer's
@@ -58,14 +91,19 @@ func (b *Balancer) noteChange(m *Member, old Status, reason string) {
 // unlock releases the balancer's lock, then reports the changes recorded while
 // it was held.
 func (b *Balancer) unlock() {
-	if len(b.ev.pending) == 0 {
+	if len(b.ev.pending) == 0 && len(b.ev.edits) == 0 {
 		b.mu.Unlock()
 		return
 	}
-	changes := b.ev.pending
-	b.ev.pending = nil
+	changes, edits := b.ev.pending, b.ev.edits
+	b.ev.pending, b.ev.edits = nil, nil
 	b.mu.Unlock()
 	b.fire(changes)
+	if fn := b.ev.editHook.Load(); fn != nil {
+		for _, ev := range edits {
+			(*fn)(b, ev.e, ev.reason)
+		}
+	}
 }
 
 func (b *Balancer) fire(changes []StatusChange) {

@@ -1,7 +1,6 @@
 package balancer
 
 import (
-	"fmt"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -38,19 +37,19 @@ func ValidHCMethod(m string) bool {
 // set_worker_hc_param does, and parses the hcexpr condition.
 func (hc HealthCheck) Validate() error {
 	if !ValidHCMethod(hc.Method) {
-		return fmt.Errorf("unknown hcmethod %q (valid: NONE, %s)", hc.Method, strings.Join(HCMethods, ", "))
+		return paramErr("hcmethod", hc.Method)
 	}
 	if hc.Interval != 0 && hc.Interval < MinHCInterval {
-		return fmt.Errorf("hcinterval must be at least %v, not %v", MinHCInterval, hc.Interval)
+		return paramErr("hcinterval", hc.Interval)
 	}
 	if hc.Passes < 0 {
-		return fmt.Errorf("hcpasses must be a positive value")
+		return paramErr("hcpasses", hc.Passes)
 	}
 	if hc.Fails < 0 {
-		return fmt.Errorf("hcfails must be a positive value")
+		return paramErr("hcfails", hc.Fails)
 	}
-	if len(hc.URI) > 63 {
-		return fmt.Errorf("hcuri must be shorter than 64 characters")
+	if len(hc.URI) > MaxHCURILen {
+		return paramErr("hcuri", hc.URI)
 	}
 	if hc.Expr != "" {
 		if _, err := ParseHCExpr(hc.Expr); err != nil {
@@ -66,9 +65,9 @@ func (hc HealthCheck) Enabled() bool {
 	return m != "" && m != "NONE"
 }
 
-// normalized returns hc with the method upper-cased and the defaults applied:
-// interval 30s, passes and fails at least 1 (0 acts as 1).
-func (hc HealthCheck) normalized() HealthCheck {
+// WithDefaults returns hc with the method upper-cased and the defaults
+// applied: interval 30s, passes and fails at least 1 (0 acts as 1).
+func (hc HealthCheck) WithDefaults() HealthCheck {
 	hc.Method = strings.ToUpper(hc.Method)
 	if hc.Interval <= 0 {
 		hc.Interval = DefaultHCInterval
@@ -131,7 +130,7 @@ func (b *Balancer) HCDue(now time.Time) []HCTask {
 		if m.status&Stopped != 0 || !m.hc.Enabled() || m.hcs.inFlight {
 			continue
 		}
-		hc := m.hc.normalized()
+		hc := m.hc.WithDefaults()
 		if !m.hcs.updated.IsZero() && !now.After(m.hcs.updated.Add(hc.Interval)) {
 			continue
 		}
@@ -157,7 +156,7 @@ func (b *Balancer) NextHCDue() time.Time {
 		}
 		t := m.hcs.updated
 		if !t.IsZero() {
-			t = t.Add(m.hc.normalized().Interval)
+			t = t.Add(m.hc.WithDefaults().Interval)
 		}
 		if next.IsZero() || t.Before(next) {
 			next = t
@@ -187,7 +186,7 @@ func (m *Member) HCResult(pass bool, now time.Time) {
 	defer b.unlock()
 	m.hcs.inFlight = false
 	m.hcs.updated = now
-	hc := m.hc.normalized()
+	hc := m.hc.WithDefaults()
 	old := m.status
 	if m.status&(HCFail|InError) != 0 {
 		if pass {
@@ -227,4 +226,20 @@ func (m *Member) HCCancel() {
 	m.b.mu.Lock()
 	defer m.b.mu.Unlock()
 	m.hcs.inFlight = false
+}
+
+// canonical returns hc with the method upper-cased and NONE written as "".
+func (hc HealthCheck) canonical() HealthCheck {
+	hc.Method = strings.ToUpper(hc.Method)
+	if hc.Method == "NONE" {
+		hc.Method = ""
+	}
+	return hc
+}
+
+// hasResponse reports whether the method reads a response that a condition
+// can test (not none, not TCP).
+func (hc HealthCheck) hasResponse() bool {
+	m := strings.ToUpper(hc.Method)
+	return m != "" && m != "NONE" && m != "TCP"
 }

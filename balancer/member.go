@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -97,30 +98,39 @@ type Member struct {
 // scheme and host lower-cased, the scheme's default port dropped, the path kept
 // as written (ap_proxy_define_worker_ex). It returns the dial address host:port.
 func NormalizeURL(raw string) (name, scheme, host, port, path, dial string, err error) {
+	fail := func(why string) (string, string, string, string, string, string, error) {
+		return "", "", "", "", "", "", fmt.Errorf("%w %q: %s", ErrInvalidMember, raw, why)
+	}
+	if !strings.Contains(raw, "://") {
+		return fail("it has no scheme; write http://" + raw + " (or https://)")
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", "", "", "", "", "", fmt.Errorf("invalid member URL %q: %v", raw, err)
+		return fail(err.Error())
 	}
 	scheme = strings.ToLower(u.Scheme)
 	var defPort string
 	switch scheme {
-	case "http", "ws", "h2c":
+	case "http":
 		defPort = "80"
-	case "https", "wss", "h2":
+	case "https":
 		defPort = "443"
 	default:
-		return "", "", "", "", "", "", fmt.Errorf("invalid member URL %q: scheme must be http or https", raw)
+		return fail("the scheme must be http or https")
 	}
 	if u.Host == "" || u.User != nil || u.Fragment != "" || u.RawQuery != "" || u.Opaque != "" {
-		return "", "", "", "", "", "", fmt.Errorf("invalid member URL %q: want scheme://host[:port][/path]", raw)
+		return fail("want scheme://host[:port][/path]")
 	}
 	host = strings.ToLower(u.Hostname())
 	if host == "" {
-		return "", "", "", "", "", "", fmt.Errorf("invalid member URL %q: no host", raw)
+		return fail("no host")
 	}
 	port = u.Port()
 	if port == "" {
 		port = defPort
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fail("the port must be a number from 1 to 65535")
 	}
 	hostport := host
 	if strings.Contains(host, ":") {
@@ -149,25 +159,6 @@ func newMember(b *Balancer, mc MemberConfig) (*Member, error) {
 	m.hostHdr = strings.TrimPrefix(name[:len(name)-len(path)], scheme+"://")
 	m.applyConfig(mc)
 	return m, nil
-}
-
-func (mc MemberConfig) validate() error {
-	if mc.LoadFactor != 0 && (mc.LoadFactor < 100 || mc.LoadFactor > 10000) {
-		return fmt.Errorf("loadfactor must be a number between 1..100")
-	}
-	if mc.LBSet < 0 || mc.LBSet > 99 {
-		return fmt.Errorf("lbset must be between 0 and 99")
-	}
-	if len(mc.Route) > 63 {
-		return fmt.Errorf("route must be shorter than 64 characters")
-	}
-	if len(mc.Redirect) > 63 {
-		return fmt.Errorf("redirect must be shorter than 64 characters")
-	}
-	if mc.Retry != nil && *mc.Retry < 0 {
-		return fmt.Errorf("retry must be a positive value")
-	}
-	return mc.HealthCheck.Validate()
 }
 
 // applyConfig (re)sets the configured parameters and the flags.

@@ -1,16 +1,14 @@
-package caddybalancer
+package proxypassreverse
 
 import (
 	"reflect"
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/lbset/caddy-balancer/balancer"
 )
 
-// TestLocationReverseMap reproduces the observed table of spec §9.2
+// TestLocationReverseMap reproduces the observed table of docs/behaviour.md §9.2
 // (members http://127.0.0.1:9001/app and :9002/app for the first rule
 // "/front balancer://rv/sub", members :9001 and :9002 for "/f2/ balancer://rv2/").
 func TestLocationReverseMap(t *testing.T) {
@@ -86,12 +84,13 @@ func TestLocationReverseMapPlain(t *testing.T) {
 // own name) or another one looked up at response time; a name that is no
 // balancer makes the rule a plain one, as in httpd.
 func TestReverseMapperResolve(t *testing.T) {
-	h := &Handler{Name: "Own", ProxyPassReverse: []ProxyPassReverse{
+	rules := []Rule{
 		{},
 		{Prefix: "/o", Balancer: "OWN", Path: "/"},
 		{Prefix: "/x", Balancer: "nosuchbalancer-reverse-test", Path: "/p"},
 		{Prefix: "/u", URL: "http://u/"},
-	}}
+		{Prefix: "/b", Balancer: "Other-Reverse-Test", Path: "/q"},
+	}
 	own, err := balancer.New(balancer.Config{Name: "own", Members: []balancer.MemberConfig{{URL: "http://10.0.0.1:8080/a"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -100,14 +99,13 @@ func TestReverseMapperResolve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := balancers.LoadOrNew("other-reverse-test", func() (caddy.Destructor, error) {
-		return &registryEntry{name: "other-reverse-test", bal: other}, nil
-	}); err != nil {
-		t.Fatal(err)
+	lookup := func(name string) *balancer.Balancer {
+		if name == "other-reverse-test" {
+			return other
+		}
+		return nil
 	}
-	defer balancers.Delete("other-reverse-test")
-	h.ProxyPassReverse = append(h.ProxyPassReverse, ProxyPassReverse{Prefix: "/b", Balancer: "Other-Reverse-Test", Path: "/q"})
-	rm := h.reverseMapper()
+	rm := New("Own", rules, nil, nil, lookup)
 	got := rm.resolve(own)
 	want := []resolvedRule{
 		{prefix: "/", members: []string{"http://10.0.0.1:8080/a"}},
@@ -120,29 +118,29 @@ func TestReverseMapperResolve(t *testing.T) {
 		t.Errorf("resolve:\n got  %+v\n want %+v", got, want)
 	}
 	for _, c := range []struct {
-		rules []ProxyPassReverse
+		rules []Rule
 		want  string
 	}{
-		{[]ProxyPassReverse{{URL: "/a", Path: "/b"}}, "cannot go with"},
-		{[]ProxyPassReverse{{URL: "/a", Balancer: "b"}}, "cannot go with"},
-		{[]ProxyPassReverse{{}, {Path: "sub"}}, "proxy_pass_reverse[1]: path \"sub\""},
-		{[]ProxyPassReverse{{Balancer: "balancer://x"}}, "balancer name"},
+		{[]Rule{{URL: "/a", Path: "/b"}}, "cannot go with"},
+		{[]Rule{{URL: "/a", Balancer: "b"}}, "cannot go with"},
+		{[]Rule{{}, {Path: "sub"}}, "proxy_pass_reverse[1]: path \"sub\""},
+		{[]Rule{{Balancer: "balancer://x"}}, "balancer name"},
 	} {
-		err := validateReverseRules(c.rules)
+		err := Validate(c.rules)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want %q", c.rules, err, c.want)
 		}
 	}
-	if err := validateReverseRules([]ProxyPassReverse{{}, {Prefix: "/a", Balancer: "b", Path: "/c"}, {URL: "x"}}); err != nil {
+	if err := Validate([]Rule{{}, {Prefix: "/a", Balancer: "b", Path: "/c"}, {URL: "x"}}); err != nil {
 		t.Errorf("valid rules: %v", err)
 	}
 }
 
-// TestCookieReverseMap reproduces spec §9.3's observed table and the
+// TestCookieReverseMap reproduces docs/behaviour.md §9.3's observed table and the
 // httpd-tests expectations.
 func TestCookieReverseMap(t *testing.T) {
-	path := []CookieRewrite{{Internal: "/app/sub", Public: "/front"}}
-	dom := []CookieRewrite{{Internal: "backend.internal", Public: "public.example.com"}}
+	path := []CookieRule{{Internal: "/app/sub", Public: "/front"}}
+	dom := []CookieRule{{Internal: "backend.internal", Public: "public.example.com"}}
 	for _, c := range []struct{ in, want string }{
 		{"a=b; path=/app/sub/x; domain=backend.internal", "a=b; path=/front; domain=public.example.com"},
 		{"a=b; Path=/app/subx; Domain=BACKEND.internal.com; HttpOnly", "a=b; Path=/front; Domain=public.example.com; HttpOnly"},
@@ -153,8 +151,8 @@ func TestCookieReverseMap(t *testing.T) {
 			t.Errorf("%q: got %q, want %q", c.in, got, c.want)
 		}
 	}
-	tp := []CookieRewrite{{Internal: "/local", Public: "/remote"}}
-	td := []CookieRewrite{{Internal: "local", Public: "remote"}}
+	tp := []CookieRule{{Internal: "/local", Public: "/remote"}}
+	td := []CookieRule{{Internal: "local", Public: "remote"}}
 	for _, c := range []struct{ in, want string }{
 		{"fakedomain=local;domain=local", "fakedomain=local;domain=remote"},
 		{"fakepath=/local;path=/local", "fakepath=/local;path=/remote"},

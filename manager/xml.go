@@ -1,4 +1,4 @@
-package caddybalancer
+package manager
 
 import (
 	"fmt"
@@ -14,13 +14,13 @@ const threadsPerChild = 25
 // xml renders httpd 2.4.71's balancer-manager XML (`?xml=1`), elements in
 // httpd's order. Route, redirect and stickysession are escaped; unlike httpd,
 // names are escaped too.
-func (p *managerPage) xml() string {
+func (p *page) xml() string {
 	var b strings.Builder
 	b.WriteString("<?xml version='1.0' encoding='UTF-8' ?>\n")
 	b.WriteString("<httpd:manager xmlns:httpd='http://httpd.apache.org'>\n")
 	b.WriteString("  <httpd:balancers>\n")
-	for _, e := range p.entries {
-		v := e.bal.View()
+	for _, bal := range p.bals {
+		v := bal.View()
 		b.WriteString("    <httpd:balancer>\n")
 		b.WriteString("      <httpd:name>" + esc("balancer://"+v.Name) + "</httpd:name>\n")
 		b.WriteString("      <httpd:nonce>" + esc(v.Nonce) + "</httpd:nonce>\n")

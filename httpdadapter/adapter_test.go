@@ -1,4 +1,4 @@
-package caddybalancer
+package httpdadapter
 
 import (
 	"bytes"
@@ -40,7 +40,7 @@ func hdtAdaptFiles(t *testing.T, files map[string]string, main string) ([]byte, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, warns, err := HTTPDAdapter{}.Adapt(body, map[string]any{"filename": mainPath})
+	out, warns, err := Adapter{}.Adapt(body, map[string]any{"filename": mainPath})
 	return out, warns, dir, err
 }
 
@@ -193,10 +193,10 @@ Site ${SITE}
 	}
 }
 
-// Golden files: testdata/httpd/golden/NAME.conf adapts to NAME.json (written
+// Golden files: testdata/golden/NAME.conf adapts to NAME.json (written
 // by hand), without warnings unless NAME.warnings lists them.
 func TestHttpdGolden(t *testing.T) {
-	confs, err := filepath.Glob(filepath.Join("testdata", "httpd", "golden", "*.conf"))
+	confs, err := filepath.Glob(filepath.Join("testdata", "golden", "*.conf"))
 	if err != nil || len(confs) == 0 {
 		t.Fatalf("no golden files: %v", err)
 	}
@@ -208,7 +208,7 @@ func TestHttpdGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			out, warns, err := HTTPDAdapter{}.Adapt(body, map[string]any{"filename": abs})
+			out, warns, err := Adapter{}.Adapt(body, map[string]any{"filename": abs})
 			if err != nil {
 				t.Fatalf("adapt: %v", err)
 			}
@@ -414,7 +414,7 @@ func TestHttpdErrors(t *testing.T) {
 		{"Listen 80\nProxyRemote * http://proxy.example.com:3128\n", "httpd.conf:2: ProxyRemote: forwarding to another proxy"},
 		{"Listen 80\n<Proxy balancer://hb>\n  BalancerMember http://10.0.0.1\n  ProxySet lbmethod=heartbeat\n</Proxy>\n", "httpd.conf:4: ProxySet: lbmethod=heartbeat cannot be translated"},
 		{"Listen 80\n<Proxy balancer://x>\n  BalancerMember http://10.0.0.1 hcmethod=GET hcexpr=missing\n</Proxy>\n", "httpd.conf:3: BalancerMember: hcexpr=missing: unknown health check condition expr"},
-		{"Listen 80\n<Proxy balancer://x>\n  BalancerMember http://10.0.0.1 loadfactor=0\n</Proxy>\n", "httpd.conf:3: BalancerMember: loadfactor must be a number between 1..100"},
+		{"Listen 80\n<Proxy balancer://x>\n  BalancerMember http://10.0.0.1 loadfactor=0\n</Proxy>\n", "httpd.conf:3: BalancerMember: loadfactor must be a number from 1 to 100, not 0"},
 		{"Listen 80\n<Proxy balancer://x>\n  BalancerMember http://10.0.0.1 status=X\n</Proxy>\n", "httpd.conf:3: BalancerMember: status=X"},
 		{"Listen 80\n<Proxy balancer://x>\n  BalancerMember http://10.0.0.1 frobnicate=1\n</Proxy>\n", `httpd.conf:3: BalancerMember: unknown Worker parameter "frobnicate"`},
 		{"Listen 80\n<Proxy balancer://x>\n  BalancerMember ajp://10.0.0.1:8009\n</Proxy>\n", "httpd.conf:3: BalancerMember: member ajp://10.0.0.1:8009: the ajp scheme cannot be translated"},

@@ -1,4 +1,4 @@
-package caddybalancer
+package httpdadapter
 
 import (
 	"fmt"

@@ -1,4 +1,9 @@
-package caddybalancer
+// Package hcheck runs mod_proxy_hcheck's health checks of balancer members:
+// a loop that asks the engine which members are due (balancer.HCDue) and a
+// probe that sends exactly httpd's check (hc_check_tcp, hc_check_http in
+// mod_proxy_hcheck.c), then hands the outcome to the engine's state machine
+// (Member.HCResult). docs/behaviour.md §8 describes the checks.
+package hcheck
 
 import (
 	"bufio"
@@ -12,7 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/lbset/caddy-balancer/balancer"
@@ -20,44 +24,25 @@ import (
 
 // Health-check (mod_proxy_hcheck) runtime constants.
 const (
-	// hcTick is how often the checker looks for due members (httpd's
+	// Tick is how often the checker looks for due members (httpd's
 	// watchdog slice, AP_WD_TM_SLICE).
-	hcTick = 100 * time.Millisecond
-	// hcDefaultTimeout bounds a check of a member without its own timeout.
-	hcDefaultTimeout = 5 * time.Second
-	// hcParallel is how many checks of one balancer run at once
+	Tick = 100 * time.Millisecond
+	// DefaultTimeout bounds a check of a member without its own timeout.
+	DefaultTimeout = 5 * time.Second
+	// Parallel is how many checks of one balancer run at once
 	// (ProxyHCTPsize's default).
-	hcParallel = 16
-	// hcMaxBody is how much of a GET check's body is kept for hcexpr; the
+	Parallel = 16
+	// MaxBody is how much of a GET check's body is kept for hcexpr; the
 	// rest is read and discarded.
-	hcMaxBody = 1 << 20
+	MaxBody = 1 << 20
 )
 
-// provisionExtras validates the members' health-check conditions, registers
-// the balancer metrics with this config load and attaches the balancer's
-// runtime (health checker, events, logs) to it. Called at the end of
-// Provision, once the balancer has been acquired.
-func (h *Handler) provisionExtras(ctx caddy.Context) error {
-	for i, m := range h.Members {
-		if m.HCExpr == "" {
-			continue
-		}
-		if _, err := balancer.ParseHCExpr(m.HCExpr); err != nil {
-			return fmt.Errorf("member %d (%s): %w", i+1, m.URL, err)
-		}
-	}
-	registerMetrics(ctx)
-	if h.entry != nil {
-		h.entry.attach(ctx, h.logger)
-	}
-	return nil
-}
-
-// hcChecker runs the health checks of one balancer: every hcTick it asks the
+// Checker runs the health checks of one balancer: every Tick it asks the
 // engine which members are due (so members added or changed at run time are
 // picked up) and probes each in its own goroutine.
-type hcChecker struct {
-	e      *registryEntry
+type Checker struct {
+	b      *balancer.Balancer
+	logger func() *zap.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -68,26 +53,31 @@ type hcChecker struct {
 	bad   map[string]bool // conditions already reported as invalid
 }
 
-func startChecker(e *registryEntry) *hcChecker {
+// Start starts checking b's members. logger returns the logger to use at the
+// time of a message (the balancer outlives config loads and their loggers).
+func Start(b *balancer.Balancer, logger func() *zap.Logger) *Checker {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &hcChecker{
-		e: e, ctx: ctx, cancel: cancel, done: make(chan struct{}),
-		sem: make(chan struct{}, hcParallel), exprs: map[string]balancer.HCExpr{}, bad: map[string]bool{},
+	c := &Checker{
+		b: b, logger: logger, ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		sem: make(chan struct{}, Parallel), exprs: map[string]balancer.HCExpr{}, bad: map[string]bool{},
 	}
 	go c.run()
 	return c
 }
 
-// stop ends the checker and waits for its loop (not for probes in flight:
+// Done is closed when the checker's loop has ended.
+func (c *Checker) Done() <-chan struct{} { return c.done }
+
+// Stop ends the checker and waits for its loop (not for probes in flight:
 // they are cancelled and end on their own).
-func (c *hcChecker) stop() {
+func (c *Checker) Stop() {
 	c.cancel()
 	<-c.done
 }
 
-func (c *hcChecker) run() {
+func (c *Checker) run() {
 	defer close(c.done)
-	t := time.NewTicker(hcTick)
+	t := time.NewTicker(Tick)
 	defer t.Stop()
 	for {
 		select {
@@ -95,27 +85,14 @@ func (c *hcChecker) run() {
 			return
 		case <-t.C:
 		}
-		// With no config load left (all ended without Cleanup releasing the
-		// balancer), stop; the next attach starts a new checker.
-		rt := &c.e.rt
-		rt.mu.Lock()
-		rt.pruneLocked()
-		if len(rt.sinks) == 0 || rt.checker != c {
-			if rt.checker == c {
-				rt.checker = nil
-			}
-			rt.mu.Unlock()
-			return
-		}
-		rt.mu.Unlock()
-		for _, task := range c.e.bal.HCDue(time.Now()) {
+		for _, task := range c.b.HCDue(time.Now()) {
 			go c.check(task)
 		}
 	}
 }
 
 // check runs one probe and records its outcome.
-func (c *hcChecker) check(task balancer.HCTask) {
+func (c *Checker) check(task balancer.HCTask) {
 	select {
 	case c.sem <- struct{}{}:
 	case <-c.ctx.Done():
@@ -129,9 +106,9 @@ func (c *hcChecker) check(task balancer.HCTask) {
 		return
 	}
 	if !pass {
-		if log := c.e.rt.logger(); log.Core().Enabled(zap.DebugLevel) {
+		if log := c.logger(); log.Core().Enabled(zap.DebugLevel) {
 			log.Debug("health check failed",
-				zap.String("balancer", c.e.name), zap.String("member", task.Member.Name()),
+				zap.String("balancer", c.b.Name()), zap.String("member", task.Member.Name()),
 				zap.String("method", task.Check.Method), zap.String("reason", why))
 		}
 	}
@@ -139,7 +116,7 @@ func (c *hcChecker) check(task balancer.HCTask) {
 }
 
 // expr returns the parsed condition, cached; nil and an error if invalid.
-func (c *hcChecker) expr(src string) (balancer.HCExpr, error) {
+func (c *Checker) expr(src string) (balancer.HCExpr, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.exprs[src]; ok {
@@ -149,8 +126,8 @@ func (c *hcChecker) expr(src string) (balancer.HCExpr, error) {
 	if err != nil {
 		if !c.bad[src] {
 			c.bad[src] = true
-			c.e.rt.logger().Error("invalid hcexpr; checks using it fail",
-				zap.String("balancer", c.e.name), zap.Error(err))
+			c.logger().Error("invalid hcexpr; checks using it fail",
+				zap.String("balancer", c.b.Name()), zap.Error(err))
 		}
 		return nil, err
 	}
@@ -158,14 +135,14 @@ func (c *hcChecker) expr(src string) (balancer.HCExpr, error) {
 	return e, nil
 }
 
-// probe is hc_check_tcp / hc_check_http (spec §8.3): TCP connects only;
+// probe is hc_check_tcp / hc_check_http (docs/behaviour.md §8.3): TCP connects only;
 // OPTIONS sends `OPTIONS * HTTP/1.x`, HEAD and GET `<METHOD> <target>
 // HTTP/1.x` (1.1 for the *11 methods) with exactly one header, `Host:
 // host:port`, over a connection used once; GET reads the whole body. The
 // check passes on a 200…399 status, or when hcexpr is set, when it holds.
 // Any connect, TLS, write, read or parse error fails it. It reports why it
 // failed.
-func (c *hcChecker) probe(task balancer.HCTask) (bool, string) {
+func (c *Checker) probe(task balancer.HCTask) (bool, string) {
 	var expr balancer.HCExpr
 	if task.Check.Expr != "" && task.Check.Method != "TCP" {
 		var err error
@@ -173,13 +150,15 @@ func (c *hcChecker) probe(task balancer.HCTask) (bool, string) {
 			return false, err.Error()
 		}
 	}
-	return probeMember(c.ctx, task, expr)
+	return Probe(c.ctx, task, expr)
 }
 
-func probeMember(ctx context.Context, task balancer.HCTask, expr balancer.HCExpr) (bool, string) {
+// Probe runs one check of task's member with condition expr (nil: a
+// 200…399 status passes) and reports whether it passed and, if not, why.
+func Probe(ctx context.Context, task balancer.HCTask, expr balancer.HCExpr) (bool, string) {
 	timeout := task.Timeout
 	if timeout <= 0 {
-		timeout = hcDefaultTimeout
+		timeout = DefaultTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -196,7 +175,7 @@ func probeMember(ctx context.Context, task balancer.HCTask, expr balancer.HCExpr
 	defer stop()
 	deadline, _ := ctx.Deadline()
 	_ = conn.SetDeadline(deadline)
-	if task.Scheme == "https" || task.Scheme == "wss" || task.Scheme == "h2" {
+	if task.Scheme == "https" {
 		cfg := &tls.Config{
 			// httpd's SSLProxyVerify defaults to none: the check does not
 			// verify the member's certificate.
@@ -235,7 +214,7 @@ func probeMember(ctx context.Context, task balancer.HCTask, expr balancer.HCExpr
 	}
 	var body []byte
 	if method == "GET" {
-		body, err = io.ReadAll(io.LimitReader(resp.Body, hcMaxBody))
+		body, err = io.ReadAll(io.LimitReader(resp.Body, MaxBody))
 		if err == nil {
 			_, err = io.Copy(io.Discard, resp.Body)
 		}

@@ -1,18 +1,15 @@
-package caddybalancer
+// Package metrics is caddy-balancer's Prometheus collector: the balancer
+// metrics, read from the engine's live state at scrape time, so that they
+// cost nothing on the request path. Every series has the labels balancer
+// (the name without balancer://) and member (the member URL).
+package metrics
 
 import (
-	"errors"
-
-	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
 
 	"github.com/lbset/caddy-balancer/balancer"
 )
 
-// The balancer metrics, read from the engine's live state at scrape time, so
-// that they cost nothing on the request path. Every series has the labels
-// balancer (the name without balancer://) and member (the member URL).
 var (
 	metricLabels = []string{"balancer", "member"}
 
@@ -52,44 +49,22 @@ var statusFlags = func() []statusFlag {
 	return out
 }()
 
-// balancerCollector is the one collector of every balancer in the pool.
-type balancerCollector struct{}
-
-// collector is registered with every config load's metrics registry.
-var collector prometheus.Collector = balancerCollector{}
-
-// registerMetrics registers the balancer metrics with this config load's
-// registry; a second registration in the same load is fine.
-func registerMetrics(ctx caddy.Context) {
-	reg := ctx.GetMetricsRegistry()
-	if reg == nil {
-		return
-	}
-	if err := reg.Register(collector); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			ctx.Logger().Warn("registering balancer metrics", zap.Error(err))
-		}
-	}
+// Collector collects the metrics of the balancers Balancers returns.
+type Collector struct {
+	// Balancers lists the live balancers.
+	Balancers func() []*balancer.Balancer
 }
 
 // Describe implements prometheus.Collector.
-func (balancerCollector) Describe(ch chan<- *prometheus.Desc) {
+func (Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descElected, descBusy, descBytesTo, descBytesFrom, descRetries, descUsable, descStatus, descHC} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector.
-func (balancerCollector) Collect(ch chan<- prometheus.Metric) {
-	var bals []*balancer.Balancer
-	balancers.Range(func(_, v any) bool {
-		if e, ok := v.(*registryEntry); ok && e.bal != nil {
-			bals = append(bals, e.bal)
-		}
-		return true
-	})
-	for _, b := range bals {
+func (c Collector) Collect(ch chan<- prometheus.Metric) {
+	for _, b := range c.Balancers() {
 		name := b.Name()
 		for _, m := range b.Members() {
 			st := m.State()

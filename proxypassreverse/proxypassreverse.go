@@ -1,4 +1,10 @@
-package caddybalancer
+// Package proxypassreverse is httpd's ProxyPassReverse,
+// ProxyPassReverseCookieDomain and ProxyPassReverseCookiePath: the rewriting
+// of the Location, Content-Location, URI and Destination headers and of
+// Set-Cookie's domain and path in member responses
+// (ap_proxy_location_reverse_map and ap_proxy_cookie_reverse_map in
+// proxy_util.c; docs/behaviour.md §9).
+package proxypassreverse
 
 import (
 	"fmt"
@@ -8,17 +14,63 @@ import (
 	"github.com/lbset/caddy-balancer/balancer"
 )
 
-// reverseHeaders are the response headers httpd's ProxyPassReverse rewrites
+// Rule is one httpd `ProxyPassReverse <prefix> <real>` rule. Its real side
+// is either a balancer (Balancer and Path: httpd's balancer://NAME/PART) or
+// a plain URL or path (URL), not both.
+type Rule struct {
+	// Prefix is the public side, httpd's first argument: a path (or an
+	// absolute URL) that replaces the matched start of the value. A result
+	// that is not an absolute URL is made absolute with the client request's
+	// scheme and Host, as httpd's ap_construct_url (default port omitted).
+	// Default "/".
+	Prefix string `json:"prefix,omitempty"`
+
+	// Balancer names the balancer whose members the rule maps (httpd's
+	// balancer://NAME, case-insensitive). Empty: this handler's own balancer.
+	// The balancer's members are looked up for each response, so members
+	// added at run time count. A value matches when it starts with any
+	// member's URL (case-insensitive) followed by Path (case-sensitive),
+	// whichever member served the response. A name that no loaded
+	// configuration defines is not a balancer, as in httpd: the rule then
+	// compares "balancer://NAME" + Path as a plain URL, which practically
+	// never matches.
+	Balancer string `json:"balancer,omitempty"`
+
+	// Path is the part after the balancer name in httpd's second argument
+	// (balancer://name/sub → "/sub"); it must start with "/" and directly
+	// follow the member URL. Empty or "/": the value need only start with a
+	// member URL (and with prefix "/", a rest that starts with "/" is not
+	// doubled).
+	Path string `json:"path,omitempty"`
+
+	// URL makes this a plain rule (httpd's ProxyPassReverse to a URL that is
+	// not balancer://): a value that starts with URL (case-insensitive) gets
+	// Prefix instead of that start. A URL that starts with "/" is compared
+	// with the path of an absolute value (from the first "/" after "://") or
+	// with the whole value if it is not absolute. Not with Balancer or Path.
+	URL string `json:"url,omitempty"`
+}
+
+// CookieRule is one ProxyPassReverseCookieDomain/Path rule.
+type CookieRule struct {
+	// Internal is the domain or path the member sets.
+	Internal string `json:"internal"`
+	// Public replaces the whole attribute value when Internal is its prefix.
+	Public string `json:"public"`
+}
+
+// Headers are the response headers httpd's ProxyPassReverse rewrites
 // (process_proxy_header in mod_proxy_http.c). The manual lists the first three;
 // the code also rewrites Destination.
-var reverseHeaders = [...]string{"Location", "Content-Location", "URI", "Destination"}
+var Headers = [...]string{"Location", "Content-Location", "URI", "Destination"}
 
-// reverseMapper rewrites member responses as httpd's ProxyPassReverse and
+// Mapper rewrites member responses as httpd's ProxyPassReverse and
 // ProxyPassReverseCookieDomain/Path do.
-type reverseMapper struct {
-	rules       []reverseRule
-	cookiePath  []CookieRewrite
-	cookieDomin []CookieRewrite
+type Mapper struct {
+	rules        []reverseRule
+	cookiePath   []CookieRule
+	cookieDomain []CookieRule
+	lookup       func(name string) *balancer.Balancer
 }
 
 // reverseRule is one ProxyPassReverse rule, normalized.
@@ -34,8 +86,8 @@ type reverseRule struct {
 	real  string
 }
 
-// validateReverseRules reports a ProxyPassReverse rule that is not valid.
-func validateReverseRules(rules []ProxyPassReverse) error {
+// Validate reports a ProxyPassReverse rule that is not valid.
+func Validate(rules []Rule) error {
 	for i, r := range rules {
 		switch {
 		case r.URL != "" && (r.Balancer != "" || r.Path != ""):
@@ -49,12 +101,15 @@ func validateReverseRules(rules []ProxyPassReverse) error {
 	return nil
 }
 
-func (h *Handler) reverseMapper() *reverseMapper {
-	if len(h.ProxyPassReverse) == 0 && len(h.ProxyPassReverseCookiePath) == 0 && len(h.ProxyPassReverseCookieDomain) == 0 {
+// New returns the mapper of a balancer handler's rules, nil if it has none.
+// own is the handler's balancer name; lookup finds another balancer by name
+// (nil if there is none) when a response is mapped.
+func New(own string, rules []Rule, cookiePath, cookieDomain []CookieRule, lookup func(name string) *balancer.Balancer) *Mapper {
+	if len(rules) == 0 && len(cookiePath) == 0 && len(cookieDomain) == 0 {
 		return nil
 	}
-	rm := &reverseMapper{cookiePath: h.ProxyPassReverseCookiePath, cookieDomin: h.ProxyPassReverseCookieDomain}
-	for _, r := range h.ProxyPassReverse {
+	rm := &Mapper{cookiePath: cookiePath, cookieDomain: cookieDomain, lookup: lookup}
+	for _, r := range rules {
 		rr := reverseRule{prefix: r.Prefix}
 		if rr.prefix == "" {
 			rr.prefix = "/"
@@ -63,7 +118,7 @@ func (h *Handler) reverseMapper() *reverseMapper {
 			rr.plain, rr.real = true, r.URL
 		} else {
 			name := strings.ToLower(r.Balancer)
-			rr.own = name == "" || name == strings.ToLower(h.Name)
+			rr.own = name == "" || name == strings.ToLower(own)
 			if !rr.own {
 				rr.balancer = name
 			}
@@ -77,13 +132,13 @@ func (h *Handler) reverseMapper() *reverseMapper {
 	return rm
 }
 
-// apply rewrites the headers of resp. own is the handler's balancer;
+// Apply rewrites the headers of resp. own is the handler's balancer;
 // frontScheme and frontHost are those of the client request, used to make a
 // rewritten path absolute.
-func (rm *reverseMapper) apply(resp *http.Response, own *balancer.Balancer, frontScheme, frontHost string) {
+func (rm *Mapper) Apply(resp *http.Response, own *balancer.Balancer, frontScheme, frontHost string) {
 	if len(rm.rules) > 0 {
 		var rules []resolvedRule
-		for _, hdr := range reverseHeaders {
+		for _, hdr := range Headers {
 			vals := resp.Header.Values(hdr)
 			if len(vals) == 0 {
 				continue
@@ -98,11 +153,11 @@ func (rm *reverseMapper) apply(resp *http.Response, own *balancer.Balancer, fron
 			resp.Header[http.CanonicalHeaderKey(hdr)] = out
 		}
 	}
-	if len(rm.cookiePath) > 0 || len(rm.cookieDomin) > 0 {
+	if len(rm.cookiePath) > 0 || len(rm.cookieDomain) > 0 {
 		if vals := resp.Header.Values("Set-Cookie"); len(vals) > 0 {
 			out := make([]string, len(vals))
 			for i, v := range vals {
-				out[i] = cookieReverseMap(v, rm.cookiePath, rm.cookieDomin)
+				out[i] = cookieReverseMap(v, rm.cookiePath, rm.cookieDomain)
 			}
 			resp.Header["Set-Cookie"] = out
 		}
@@ -119,17 +174,20 @@ type resolvedRule struct {
 	real    string // plain rule: the URL or path
 }
 
-// resolve looks up the balancers of the rules: own for this handler's, the
-// registry (lookupBalancer) for the others. As in httpd, a name that is not a
+// resolve looks up the balancers of the rules: own for this handler's,
+// lookup for the others. As in httpd, a name that is not a
 // balancer makes the rule a plain one with "balancer://NAME/PART" as its URL.
-func (rm *reverseMapper) resolve(own *balancer.Balancer) []resolvedRule {
+func (rm *Mapper) resolve(own *balancer.Balancer) []resolvedRule {
 	out := make([]resolvedRule, len(rm.rules))
 	for i, r := range rm.rules {
 		rr := resolvedRule{prefix: r.prefix, part: r.part, plain: r.plain, real: r.real}
 		if !r.plain {
 			b := own
 			if !r.own {
-				b = lookupBalancer(r.balancer)
+				b = nil
+				if rm.lookup != nil {
+					b = rm.lookup(r.balancer)
+				}
 			}
 			if b == nil {
 				rr.plain, rr.real = true, "balancer://"+r.balancer+r.part
@@ -252,7 +310,7 @@ func hasPrefixFold(s, prefix string) bool {
 // domain rule whose internal domain is a case-insensitive prefix; the whole
 // value up to the next ';' is replaced by the public value. Everything else is
 // kept byte for byte.
-func cookieReverseMap(v string, pathRules, domainRules []CookieRewrite) string {
+func cookieReverseMap(v string, pathRules, domainRules []CookieRule) string {
 	pathStart, pathEnd, domStart, domEnd := -1, -1, -1, -1
 	for i := 0; i <= len(v); {
 		end := strings.IndexByte(v[i:], ';')
@@ -316,16 +374,4 @@ func cookieReverseMap(v string, pathRules, domainRules []CookieRewrite) string {
 
 func isSpaceByte(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
-}
-
-// routeCookie returns the Set-Cookie value for the route cookie, or "".
-func routeCookie(rc *RouteCookie, cookieName, route string) string {
-	if rc == nil || cookieName == "" || route == "" {
-		return ""
-	}
-	attrs := rc.Attributes
-	if attrs == "" {
-		attrs = "path=/"
-	}
-	return cookieName + "=." + route + "; " + attrs
 }

@@ -1,4 +1,4 @@
-package caddybalancer
+package httpdadapter
 
 import (
 	"encoding/json"
@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lbset/caddy-balancer/proxypassreverse"
 )
 
 // This file writes the model of the httpd configuration as Caddy JSON.
@@ -1084,7 +1086,7 @@ func (e *hdEmitter) headerOps(eff *hdEff, ops []*hdHeaderOp, plainRev []*hdRever
 	}
 	for _, r := range plainRev {
 		search, repl := hdReverseRegexp(r)
-		for _, hdr := range reverseHeaders {
+		for _, hdr := range proxypassreverse.Headers {
 			add(resp, "replace", hdr, map[string]any{"search_regexp": search, "replace": repl})
 		}
 	}

@@ -1,4 +1,4 @@
-package caddybalancer
+package manager
 
 import (
 	"fmt"
@@ -7,8 +7,6 @@ import (
 	"runtime"
 	"strings"
 	"time"
-
-	"github.com/caddyserver/caddy/v2"
 
 	"github.com/lbset/caddy-balancer/balancer"
 )
@@ -19,27 +17,25 @@ import (
 // community.general.apache2_mod_proxy, curl/wget scrapers) read it unchanged.
 // Every value is escaped.
 
-// managerPage is one rendering of the manager.
-type managerPage struct {
-	entries []*registryEntry
-	bsel    *registryEntry
+// page is one rendering of the manager.
+type page struct {
+	bals    []*balancer.Balancer
+	bsel    *balancer.Balancer
 	wsel    *balancer.Member
 	uri     string // the manager's path (decoded; escaped when written)
 	host    string // the server name (Host without port)
 	action  string // absolute URL of the manager
+	version string // the "Server Version:" line
 }
 
-// apacheCompatVersion is the httpd version whose manager this one mimics.
-const apacheCompatVersion = "2.4.71"
+// ApacheCompatVersion is the httpd version whose manager this one mimics.
+const ApacheCompatVersion = "2.4.71"
 
-// serverVersion is the "Server Version:" line: it must match what scripts
-// look for (Ansible: `Server Version: Apache/2\.4\.\d+`) and say what answers.
-func serverVersion() string {
-	v, _ := caddy.Version()
-	if v == "" || v == "unknown" || v == "(devel)" {
-		v = "v2"
-	}
-	return fmt.Sprintf("Apache/%s (compatible; caddy-balancer on Caddy %s)", apacheCompatVersion, v)
+// ServerVersion is the "Server Version:" line for a server named product:
+// it must match what scripts look for (Ansible: `Server Version:
+// Apache/2\.4\.\d+`) and say what answers.
+func ServerVersion(product string) string {
+	return fmt.Sprintf("Apache/%s (compatible; %s)", ApacheCompatVersion, product)
 }
 
 // lbMethodOrder is the order of the lbmethod select (httpd lists its
@@ -133,21 +129,7 @@ func hcMethodName(m string) string {
 	return strings.ToUpper(m)
 }
 
-// hcDefaults applies the health-check defaults for display.
-func hcDefaults(hc balancer.HealthCheck) balancer.HealthCheck {
-	if hc.Interval <= 0 {
-		hc.Interval = balancer.DefaultHCInterval
-	}
-	if hc.Passes < 1 {
-		hc.Passes = 1
-	}
-	if hc.Fails < 1 {
-		hc.Fails = 1
-	}
-	return hc
-}
-
-func (p *managerPage) html() string {
+func (p *page) html() string {
 	var b strings.Builder
 	b.WriteString("<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\" \"http://www.w3.org/TR/html4/strict.dtd\">\n")
 	b.WriteString("<html><head><title>Balancer Manager</title>\n")
@@ -160,11 +142,13 @@ func (p *managerPage) html() string {
 		" background-color: white;\n text-align: center;\n}\n" +
 		"</style>\n</head>\n")
 	b.WriteString("<body><h1>Load Balancer Manager for " + esc(p.host) + "</h1>\n\n")
-	b.WriteString("<dl><dt>Server Version: " + esc(serverVersion()) + "</dt>\n")
+	b.WriteString("<dl><dt>Server Version: " + esc(p.version) + "</dt>\n")
 	b.WriteString("<dt>Server Built: " + esc(runtime.Version()) + "</dt>\n")
-	persisted := len(p.entries) > 0
-	for _, e := range p.entries {
-		if !persistEnabled(e.name) {
+	persisted := len(p.bals) > 0
+	views := make([]balancer.View, len(p.bals))
+	for i, bal := range p.bals {
+		views[i] = bal.View()
+		if !views[i].Durability.Persist {
 			persisted = false
 		}
 	}
@@ -174,9 +158,8 @@ func (p *managerPage) html() string {
 	b.WriteString("</dl>\n")
 
 	var bselView balancer.View
-	for _, e := range p.entries {
-		v := e.bal.View()
-		if e == p.bsel {
+	for i, v := range views {
+		if p.bals[i] == p.bsel {
 			bselView = v
 		}
 		name := escapeURI(v.Name)
@@ -203,7 +186,7 @@ func (p *managerPage) html() string {
 			"<th>HC Method</th><th>HC Interval</th><th>Passes</th><th>Fails</th><th>HC uri</th><th>HC Expr</th>" +
 			"</tr>\n")
 		for _, m := range v.Members {
-			hc := hcDefaults(m.HC)
+			hc := m.HC.WithDefaults()
 			b.WriteString("<tr>\n<td><a href=\"" + escapeURI(p.uri) + "?b=" + name + "&amp;w=" + escapeURI(m.Name) +
 				"&amp;nonce=" + esc(v.Nonce) + "\">")
 			b.WriteString(esc(m.Name) + "</a></td>")
@@ -262,7 +245,7 @@ func radio(b *strings.Builder, name string, on bool) {
 		"0' value='0' type=radio" + checked(!on) + "></td>\n")
 }
 
-func (p *managerPage) workerForm(b *strings.Builder, v balancer.View) {
+func (p *page) workerForm(b *strings.Builder, v balancer.View) {
 	var m *balancer.MemberView
 	for i := range v.Members {
 		if v.Members[i].Name == p.wsel.Name() {
@@ -272,7 +255,7 @@ func (p *managerPage) workerForm(b *strings.Builder, v balancer.View) {
 	if m == nil {
 		return // removed meanwhile
 	}
-	hc := hcDefaults(m.HC)
+	hc := m.HC.WithDefaults()
 	b.WriteString("<h3>Edit worker settings for " + esc(m.Name) + "</h3>\n")
 	b.WriteString("<form method='POST' enctype='application/x-www-form-urlencoded' action=\"" + escapeURI(p.action) + "\">\n")
 	b.WriteString("<table><tr><td>Load factor:</td><td><input name='w_lf' id='w_lf' type=text ")
@@ -349,7 +332,7 @@ func (p *managerPage) workerForm(b *strings.Builder, v balancer.View) {
 	b.WriteString("<hr />\n")
 }
 
-func (p *managerPage) balancerForm(b *strings.Builder, v balancer.View) {
+func (p *page) balancerForm(b *strings.Builder, v balancer.View) {
 	b.WriteString("<h3>Edit balancer settings for " + esc("balancer://"+v.Name) + "</h3>\n")
 	b.WriteString("<form method='POST' enctype='application/x-www-form-urlencoded' action=\"" + escapeURI(p.action) + "\">\n")
 	b.WriteString("<table>\n")

@@ -1,4 +1,15 @@
-package caddybalancer
+// Package httpdadapter is the `httpd` config adapter: `caddy adapt --adapter httpd --config
+// httpd.conf` and `caddy run --adapter httpd --config httpd.conf` turn the
+// reverse-proxy part of an Apache httpd 2.4 configuration into Caddy JSON
+// that uses this plugin's balancer and balancer_manager handlers.
+//
+// adapter.go reads the directives into a model of httpd's servers
+// (the main server and the <VirtualHost>s), their ProxyPass rules, balancers,
+// <Location> and <Proxy> sections; emit.go writes the model as
+// Caddy JSON; parse.go reads the files. Whatever is not
+// translated is reported as a warning naming file, line and directive; what
+// would change how requests are proxied and cannot be expressed is an error.
+package httpdadapter
 
 import (
 	"fmt"
@@ -15,32 +26,19 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/lbset/caddy-balancer/balancer"
+	"github.com/lbset/caddy-balancer/config"
+	"github.com/lbset/caddy-balancer/manager"
+	"github.com/lbset/caddy-balancer/proxypassreverse"
 )
 
-// The `httpd` config adapter: `caddy adapt --adapter httpd --config
-// httpd.conf` and `caddy run --adapter httpd --config httpd.conf` turn the
-// reverse-proxy part of an Apache httpd 2.4 configuration into Caddy JSON
-// that uses this plugin's balancer and balancer_manager handlers.
-//
-// This file reads the directives into a model of httpd's servers
-// (the main server and the <VirtualHost>s), their ProxyPass rules, balancers,
-// <Location> and <Proxy> sections; httpdadapter_emit.go writes the model as
-// Caddy JSON; httpdadapter_parse.go reads the files. Whatever is not
-// translated is reported as a warning naming file, line and directive; what
-// would change how requests are proxied and cannot be expressed is an error.
-
-func init() {
-	caddyconfig.RegisterAdapter("httpd", HTTPDAdapter{})
-}
-
-// HTTPDAdapter adapts an Apache httpd 2.4 configuration (its reverse-proxy
+// Adapter adapts an Apache httpd 2.4 configuration (its reverse-proxy
 // directives) to Caddy JSON.
-type HTTPDAdapter struct{}
+type Adapter struct{}
 
 // Adapt converts the httpd configuration in body to Caddy JSON. The option
 // "filename" names the file (relative Include paths are relative to
 // ServerRoot, by default the directory of that file).
-func (HTTPDAdapter) Adapt(body []byte, options map[string]any) ([]byte, []caddyconfig.Warning, error) {
+func (Adapter) Adapt(body []byte, options map[string]any) ([]byte, []caddyconfig.Warning, error) {
 	var warnings []caddyconfig.Warning
 	filename, _ := options["filename"].(string)
 	root, _ := os.Getwd()
@@ -182,7 +180,7 @@ type hdReverse struct {
 
 type hdCookieRule struct {
 	pos  hdPos
-	rule CookieRewrite
+	rule proxypassreverse.CookieRule
 }
 
 // hdLocation is one <Location> or <LocationMatch>.
@@ -216,7 +214,7 @@ type hdBalancer struct {
 	caddyName string
 	scope     *hdScope
 	pos       hdPos
-	h         Handler // parameters and members
+	h         config.Balancer // parameters and members
 	memberPos map[string]hdPos
 	// connTimeout is the largest member connectiontimeout.
 	connTimeout       time.Duration
@@ -233,7 +231,7 @@ type hdParam struct {
 }
 
 type hdHCTemplate struct {
-	m Member // method, interval, passes, fails, uri, expr
+	m config.Member // method, interval, passes, fails, uri, expr
 }
 
 type hdTLSFiles struct {
@@ -906,7 +904,7 @@ func (c *hdConfig) balancerFor(s *hdScope, u string, p hdPos) (*hdBalancer, erro
 	if name == "" {
 		return nil, p.errf("empty balancer name in %q", u)
 	}
-	if _, err := balancerName("balancer://" + name); err != nil {
+	if _, err := config.ParseName("balancer://" + name); err != nil {
 		return nil, p.errf("%v", err)
 	}
 	if b := s.balancers[name]; b != nil {
@@ -951,7 +949,7 @@ func (c *hdConfig) applyBalancerParam(b *hdBalancer, prm hdParam) error {
 			return p.errf("lbmethod=heartbeat cannot be translated: it balances on mod_heartmonitor's data, which Caddy has no equivalent of; use byrequests, bytraffic or bybusyness")
 		}
 	case "failonstatus":
-		codes, err := parseFailOnStatus([]string{val})
+		codes, err := config.ParseFailOnStatus([]string{val})
 		if err != nil {
 			return p.errf("%v", err)
 		}
@@ -959,7 +957,7 @@ func (c *hdConfig) applyBalancerParam(b *hdBalancer, prm hdParam) error {
 		b.params = append(b.params, prm)
 		return nil
 	}
-	if err := b.h.setBalancerParam(key, val); err != nil {
+	if err := b.h.SetParam(key, val); err != nil {
 		return p.errf("%v", err)
 	}
 	b.params = append(b.params, prm)
@@ -991,7 +989,7 @@ func (c *hdConfig) balancerMember(d *hdDirective, s *hdScope, balURL string, arg
 		c.warn(p, "%s is already a member of balancer://%s (%s:%d); httpd keeps the first and ignores this line's parameters (AH01150)", raw, b.name, prev.File, prev.Line)
 		return nil
 	}
-	m := Member{URL: raw}
+	m := config.Member{URL: raw}
 	var connTimeout time.Duration
 	for _, kv := range args[1:] {
 		key, val, ok := strings.Cut(kv, "=")
@@ -1014,19 +1012,19 @@ func (c *hdConfig) balancerMember(d *hdDirective, s *hdScope, balURL string, arg
 			m.HCMethod, m.HCInterval, m.HCPasses, m.HCFails, m.HCURI, m.HCExpr =
 				t.m.HCMethod, t.m.HCInterval, t.m.HCPasses, t.m.HCFails, t.m.HCURI, t.m.HCExpr
 		case "connectiontimeout":
-			t, err := hdTimeoutParam(val, time.Second)
+			t, err := hdTimeoutParam(val)
 			if err != nil {
 				return p.errf("connectiontimeout: %v", err)
 			}
 			connTimeout = t
 		default:
-			if _, ok := memberKeys[key]; ok {
-				if err := setMemberParam(&m, key, val); err != nil {
+			if _, ok := config.MemberKeys[key]; ok {
+				if err := m.SetParam(key, val); err != nil {
 					return p.errf("%v", err)
 				}
 				continue
 			}
-			if hint, ok := unsupportedMemberKeys[key]; ok {
+			if hint, ok := config.UnsupportedMemberKeys[key]; ok {
 				c.warn(p, "member %s: %s=%s is not translated (it tunes httpd's connection pool or protocol handling): %s", raw, key, val, hint)
 				continue
 			}
@@ -1046,35 +1044,14 @@ func (c *hdConfig) balancerMember(d *hdDirective, s *hdScope, balURL string, arg
 	return nil
 }
 
-// hdTimeoutParam reads a time as ap_timeout_parameter_parse does: a number
-// with an optional unit ms, s, mi or h; def is the unit of a bare number.
-func hdTimeoutParam(val string, def time.Duration) (time.Duration, error) {
-	num, unit := val, ""
-	for i, r := range val {
-		if r < '0' || r > '9' {
-			num, unit = val[:i], strings.ToLower(val[i:])
-			break
-		}
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 0 {
+// hdTimeoutParam reads a time as ap_timeout_parameter_parse does (a number
+// with an optional unit ms, s, mi or h; a bare number is seconds); it must
+// be at least 1ms.
+func hdTimeoutParam(val string) (time.Duration, error) {
+	d, ok := manager.ParseTimeoutParameter(val, "s")
+	if !ok {
 		return 0, fmt.Errorf("invalid time %q", val)
 	}
-	mult := def
-	switch unit {
-	case "":
-	case "ms":
-		mult = time.Millisecond
-	case "s":
-		mult = time.Second
-	case "mi":
-		mult = time.Minute
-	case "h":
-		mult = time.Hour
-	default:
-		return 0, fmt.Errorf("invalid time unit in %q", val)
-	}
-	d := time.Duration(n) * mult
 	if d < time.Millisecond {
 		return 0, fmt.Errorf("must be at least 1ms, not %q", val)
 	}
@@ -1130,27 +1107,27 @@ func (c *hdConfig) workerParam(p hdPos, wp *hdWorkerParams, kv, u string) error 
 	key = strings.ToLower(key)
 	switch key {
 	case "timeout":
-		t, err := parseSeconds(val)
+		t, err := config.ParseSeconds(val)
 		if err != nil || t <= 0 {
 			return p.errf("timeout must be at least one second, not %q", val)
 		}
 		wp.timeout = t
 	case "connectiontimeout":
-		t, err := hdTimeoutParam(val, time.Second)
+		t, err := hdTimeoutParam(val)
 		if err != nil {
 			return p.errf("connectiontimeout: %v", err)
 		}
 		wp.connTimeout = t
 	default:
-		if _, ok := memberKeys[key]; ok {
-			var m Member
-			if err := setMemberParam(&m, key, val); err != nil {
+		if _, ok := config.MemberKeys[key]; ok {
+			var m config.Member
+			if err := m.SetParam(key, val); err != nil {
 				return p.errf("%v", err)
 			}
 			c.warn(p, "%s=%s on the stand-alone worker %s is not translated: Caddy's reverse_proxy has no per-upstream %s", key, val, u, key)
 			return nil
 		}
-		if hint, ok := unsupportedMemberKeys[key]; ok {
+		if hint, ok := config.UnsupportedMemberKeys[key]; ok {
 			c.warn(p, "%s=%s on %s is not translated: %s", key, val, u, hint)
 			return nil
 		}
@@ -1318,7 +1295,7 @@ func (c *hdConfig) parseCookieRule(d *hdDirective, loc *hdLocation) (hdCookieRul
 	if len(args) != 2 {
 		return hdCookieRule{}, p.errf("takes the internal and the public %s", map[bool]string{true: "domain", false: "path"}[d.lname() == "proxypassreversecookiedomain"])
 	}
-	return hdCookieRule{pos: p, rule: CookieRewrite{Internal: args[0], Public: args[1]}}, nil
+	return hdCookieRule{pos: p, rule: proxypassreverse.CookieRule{Internal: args[0], Public: args[1]}}, nil
 }
 
 // hcExpr reads ProxyHCExpr name {expression}.
@@ -1350,7 +1327,7 @@ func (c *hdConfig) hcTemplate(d *hdDirective) error {
 	if len(d.Args) < 1 {
 		return p.errf("takes a name and key=value parameters")
 	}
-	t := &hdHCTemplate{m: Member{HCMethod: "TCP"}}
+	t := &hdHCTemplate{m: config.Member{HCMethod: "TCP"}}
 	for _, kv := range d.Args[1:] {
 		key, val, ok := strings.Cut(kv, "=")
 		if !ok {
@@ -1359,7 +1336,7 @@ func (c *hdConfig) hcTemplate(d *hdDirective) error {
 		key = strings.ToLower(key)
 		switch key {
 		case "hcmethod", "hcuri", "hcinterval", "hcpasses", "hcfails":
-			if err := setMemberParam(&t.m, key, val); err != nil {
+			if err := t.m.SetParam(key, val); err != nil {
 				return p.errf("%v", err)
 			}
 		case "hcexpr":
@@ -1451,7 +1428,7 @@ func (c *hdConfig) resolveBalancers() error {
 		if s := b.scope.persist; s != nil && *s {
 			b.h.Persist = true
 		}
-		if _, err := b.h.engineConfig(); err != nil {
+		if _, err := b.h.Engine(); err != nil {
 			return b.pos.errf("balancer://%s: %v", b.name, err)
 		}
 	}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package caddybalancer
+package httpdadapter_test
 
 import (
 	"encoding/json"
@@ -19,6 +19,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/lbset/caddy-balancer"
+	"github.com/lbset/caddy-balancer/httpdadapter"
 	"github.com/lbset/caddy-balancer/internal/httpdtest"
 )
 
@@ -89,7 +93,7 @@ type hdtStep struct {
 }
 
 type hdtScenario struct {
-	conf     string // file in testdata/httpd
+	conf     string // file in testdata
 	backends []string
 	defines  map[string]string // more Defines
 	steps    []hdtStep
@@ -256,7 +260,7 @@ func (s *hdtSide) request(t *testing.T, sc *hdtScenario, st hdtStep) hdtOutcome 
 
 func hdtConfPath(t *testing.T, name string) string {
 	t.Helper()
-	p, err := filepath.Abs(filepath.Join("testdata", "httpd", name))
+	p, err := filepath.Abs(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +334,7 @@ func hdtAdapt(t *testing.T, side *hdtSide, sc *hdtScenario) ([]byte, string) {
 	if err := os.WriteFile(wrapper, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, warns, err := HTTPDAdapter{}.Adapt([]byte(text), map[string]any{"filename": wrapper})
+	out, warns, err := httpdadapter.Adapter{}.Adapt([]byte(text), map[string]any{"filename": wrapper})
 	if err != nil {
 		t.Fatalf("adapt: %v", err)
 	}
