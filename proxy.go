@@ -348,6 +348,14 @@ func (t *memberTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		h.rmap.apply(resp, h.bal, st.frontScheme, st.frontHost)
 	}
 	m.AddTraffic(sent, int64(len(resp.Proto)+1+len(resp.Status)))
+	if conn, ok := resp.Body.(io.ReadWriteCloser); ok {
+		// 101 Switching Protocols: the body is the member's upgraded
+		// connection, which reverse_proxy needs writable.
+		ub := &upgradedBody{countingBody: countingBody{ReadCloser: resp.Body, m: m, done: timer}, conn: conn}
+		st.respBody = &ub.countingBody
+		resp.Body = ub
+		return resp, nil
+	}
 	cb := &countingBody{ReadCloser: resp.Body, m: m, done: timer}
 	st.respBody = cb
 	resp.Body = cb
@@ -423,5 +431,55 @@ func (c *countingBody) Close() error {
 	return err
 }
 
+// upgradedBody is the body of a 101 Switching Protocols answer (WebSocket or
+// any other HTTP Upgrade): the member's upgraded connection, which
+// reverse_proxy uses as the member's end of the tunnel. reverse_proxy needs it
+// to be an io.ReadWriteCloser, and half-closes it with CloseWrite when the
+// client ends its direction, so both are kept.
+//
+// What it counts: every byte written to the member's connection counts as
+// sent to the member (transferred, the manager's "To"), every byte read from
+// it as read from the member (read, "From"): the bytes of the upgraded
+// protocol as they cross the connection, WebSocket framing included, so that
+// bytraffic and the manager see a WebSocket's traffic. The upgrade request's
+// head and the 101 status line count as any request's and answer's do. This
+// goes further than httpd 2.4: its tunnel (mod_proxy_http or
+// mod_proxy_wstunnel, ap_proxy_tunnel_run) keeps per-connection byte counts
+// but adds nothing to the worker's transferred and read; there only the
+// upgrade request (and, with mod_proxy_http, the 101 status line) is counted.
+//
+// The member stays busy (bybusyness, the manager's Busy column) while the
+// tunnel is open, as in httpd. Its busy count is released once: when reverse_proxy closes
+// the connection at the end of the tunnel, or when the balancer handler
+// returns if that comes first, which it does only after both directions of
+// the tunnel have ended (reverse_proxy returns after its copies finish and
+// closes the member's connection in the background).
+type upgradedBody struct {
+	countingBody // Read counts "from"; Close releases the member once
+	conn         io.ReadWriteCloser
+}
+
+func (u *upgradedBody) Write(p []byte) (int, error) {
+	n, err := u.conn.Write(p)
+	if n > 0 {
+		u.m.AddTraffic(int64(n), 0)
+	}
+	return n, err
+}
+
+// CloseWrite half-closes the member's connection, as net/http's body for a
+// 101 answer does; reverse_proxy calls it when the client has sent its last
+// byte.
+func (u *upgradedBody) CloseWrite() error {
+	if cw, ok := u.conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return http.ErrNotSupported
+}
+
 // Interface guards
-var _ http.RoundTripper = (*memberTransport)(nil)
+var (
+	_ http.RoundTripper               = (*memberTransport)(nil)
+	_ io.ReadWriteCloser              = (*upgradedBody)(nil)
+	_ interface{ CloseWrite() error } = (*upgradedBody)(nil)
+)
