@@ -350,6 +350,14 @@ func (t *memberTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		h.rmap.Apply(resp, h.bal, st.frontScheme, st.frontHost)
 	}
 	m.AddTraffic(sent, int64(len(resp.Proto)+1+len(resp.Status)))
+	if conn, ok := resp.Body.(io.ReadWriteCloser); ok {
+		// 101 Switching Protocols: the body is the member's upgraded
+		// connection, which reverse_proxy needs writable.
+		ub := &upgradedBody{countingBody: countingBody{ReadCloser: resp.Body, m: m, done: timer}, conn: conn}
+		st.respBody = &ub.countingBody
+		resp.Body = ub
+		return resp, nil
+	}
 	cb := &countingBody{ReadCloser: resp.Body, m: m, done: timer}
 	st.respBody = cb
 	resp.Body = cb
@@ -464,5 +472,50 @@ func routeCookie(rc *config.RouteCookie, cookieName, route string) string {
 	return cookieName + "=." + route + "; " + attrs
 }
 
+// upgradedBody is the body of a 101 Switching Protocols answer (WebSocket or
+// any other HTTP Upgrade): the member's upgraded connection, which
+// reverse_proxy uses as the member's end of the tunnel. reverse_proxy needs it
+// to be an io.ReadWriteCloser, and half-closes it with CloseWrite when the
+// client ends its direction, so both are kept.
+//
+// What it counts is what httpd 2.4 counts: the upgrade request's head and the
+// 101 status line, as for any request and answer, and none of the bytes of
+// the upgraded protocol. httpd's tunnel (ap_proxy_tunnel_run, for
+// mod_proxy_http and mod_proxy_wstunnel) keeps per-connection counts but adds
+// nothing to the worker's transferred and read (checked against httpd
+// 2.4.71: a 100 kB WebSocket echo left To and From as they were after the
+// upgrade), so bytraffic and the manager's To/From agree with httpd's.
+//
+// The member stays busy (bybusyness, the manager's Busy column) while the
+// tunnel is open, as in httpd. Its busy count is released once: when reverse_proxy closes
+// the connection at the end of the tunnel, or when the balancer handler
+// returns if that comes first, which it does only after both directions of
+// the tunnel have ended (reverse_proxy returns after its copies finish and
+// closes the member's connection in the background).
+type upgradedBody struct {
+	countingBody // Close releases the member once
+	conn         io.ReadWriteCloser
+}
+
+// Read reads from the member's connection; tunnelled bytes are not counted.
+func (u *upgradedBody) Read(p []byte) (int, error) { return u.conn.Read(p) }
+
+// Write writes to the member's connection; tunnelled bytes are not counted.
+func (u *upgradedBody) Write(p []byte) (int, error) { return u.conn.Write(p) }
+
+// CloseWrite half-closes the member's connection, as net/http's body for a
+// 101 answer does; reverse_proxy calls it when the client has sent its last
+// byte.
+func (u *upgradedBody) CloseWrite() error {
+	if cw, ok := u.conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return http.ErrNotSupported
+}
+
 // Interface guards
-var _ http.RoundTripper = (*memberTransport)(nil)
+var (
+	_ http.RoundTripper               = (*memberTransport)(nil)
+	_ io.ReadWriteCloser              = (*upgradedBody)(nil)
+	_ interface{ CloseWrite() error } = (*upgradedBody)(nil)
+)
