@@ -487,7 +487,7 @@ http://127.0.0.1:%d {
 `, port, bs[0].URL, bs[1].URL))
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	got := sequence(t, base+"/lb/x", 8)
-	// byrequests with lbfactors 100 and 300 (spec §5.1): b2 b1 b2 b2, repeated.
+	// byrequests with lbfactors 100 and 300 (docs/behaviour.md §5.1): b2 b1 b2 b2, repeated.
 	if want := "b2 b1 b2 b2 b2 b1 b2 b2"; strings.Join(got, " ") != want {
 		t.Errorf("got  %s\nwant %s", strings.Join(got, " "), want)
 	}

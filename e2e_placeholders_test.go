@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// This file checks spec §3.5 (the BALANCER_* environment variables, our
+// This file checks docs/behaviour.md §3.5 (the BALANCER_* environment variables, our
 // {http.balancer.*} placeholders) beyond the sticky tables: balancers without
 // sticky sessions, members with a path or without a route, failover (the later
 // attempt's values win) and 503 answers (the values of an earlier attempt
@@ -116,7 +116,7 @@ func placeholderAnswerOf(r result) placeholderAnswer {
 	return placeholderAnswer{Status: r.Status, Backend: r.Backend, Vars: a.Vars}
 }
 
-// placeholderReq is one request and the answer spec §3.5 gives.
+// placeholderReq is one request and the answer docs/behaviour.md §3.5 gives.
 type placeholderReq struct {
 	spec    string
 	target  string
@@ -170,7 +170,7 @@ func runPlaceholderReqs(t *testing.T, s *placeholderSetup, addr string) []placeh
 	return out
 }
 
-// TestE2EPlaceholders is spec §3.5 through Caddy.
+// TestE2EPlaceholders is docs/behaviour.md §3.5 through Caddy.
 func TestE2EPlaceholders(t *testing.T) {
 	s := newPlaceholderSetup(t)
 	port := freePort(t)

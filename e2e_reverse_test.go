@@ -9,14 +9,14 @@ import (
 	"testing"
 )
 
-// This file reproduces spec §9.2 (ProxyPassReverse URL mapping), §9.3
+// This file reproduces docs/behaviour.md §9.2 (ProxyPassReverse URL mapping), §9.3
 // (ProxyPassReverseCookiePath/Domain), the httpd-tests pr45434 case (§11.2)
 // and §3.2 (which path reaches a member, https members) through a real Caddy
 // loaded from a Caddyfile, in front of real backends that answer with the
-// header values the test asks for. Expected values come from the spec.
+// header values the test asks for. Expected values come from docs/behaviour.md.
 // TestOracleReverse sends the same requests to real httpd.
 //
-// Layout, as the spec's observation (§9.2): members A and B are
+// Layout, as docs/behaviour.md's observation (§9.2): members A and B are
 // `http://127.0.0.1:A/app` and `…:B/app` in balancer rv, and the same hosts
 // without a path in rv2:
 //
@@ -26,7 +26,7 @@ import (
 // Here each rule sits in the <Location> of its ProxyPass on httpd, so it
 // applies to that ProxyPass's requests only, and in that balancer block on
 // Caddy; each row is sent through the balancer whose rule matches it.
-// TestE2EReverseRuleScope and TestOracleReverseServerRules run the spec's
+// TestE2EReverseRuleScope and TestOracleReverseServerRules run docs/behaviour.md's
 // observation itself: the rules at server level, which httpd tries for every
 // response whichever ProxyPass served it, listed in every balancer block on
 // Caddy.
@@ -216,7 +216,7 @@ type reverseRow struct {
 	want  string // {FRONT}: the front end's address; "=" the value unchanged
 }
 
-// reverseRows are spec §9.2's table (each row sent through the balancer whose
+// reverseRows are docs/behaviour.md §9.2's table (each row sent through the balancer whose
 // rule matches it in httpd) and cases of its rules.
 var reverseRows = []reverseRow{
 	{"§9.2 row 1: other member's URL with PART (request served by the other)", "/front/t1", "", "http://{other}/app/sub/target?q=1", "http://{FRONT}/front/target?q=1"},
@@ -300,7 +300,7 @@ func (s *reverseSetup) runRow(t *testing.T, addr string, row reverseRow) reverse
 	return reverseAnswerOf(rawGet(t, addr, row.path, hdrs...), addr)
 }
 
-// wantRow is the spec's answer for row, given the backend that served it.
+// wantRow is docs/behaviour.md's answer for row, given the backend that served it.
 func (s *reverseSetup) wantRow(row reverseRow, served string) reverseAnswer {
 	value := s.expand(row.value, "{FRONT}", served)
 	want := value
@@ -310,7 +310,7 @@ func (s *reverseSetup) wantRow(row reverseRow, served string) reverseAnswer {
 	return reverseAnswer{Status: 200, Backend: served, Mapped: want, Unmapped: value}
 }
 
-// TestE2EReverseURLMapping is spec §9.2 through Caddy: Location,
+// TestE2EReverseURLMapping is docs/behaviour.md §9.2 through Caddy: Location,
 // Content-Location, URI and Destination are mapped, Refresh and Link are not.
 func TestE2EReverseURLMapping(t *testing.T) {
 	s := newReverseSetup(t)
@@ -342,7 +342,7 @@ func TestE2EReverseURLMapping(t *testing.T) {
 	}
 }
 
-// serverRulesCaddyfile is the spec §9.2 observation with the rules at server
+// serverRulesCaddyfile is the docs/behaviour.md §9.2 observation with the rules at server
 // level, plus two plain rules: every balancer block lists all the rules, in
 // httpd's order, so that each is tried on every response, as in httpd.
 func (s *reverseSetup) serverRulesCaddyfile(port int) string {
@@ -377,7 +377,7 @@ http://:%[1]d {
 `, port, s.a.URL, s.b.URL)
 }
 
-// serverRulesHTTPDConf is the same on httpd: the spec's observation verbatim
+// serverRulesHTTPDConf is the same on httpd: docs/behaviour.md's observation verbatim
 // and the two plain rules.
 func (s *reverseSetup) serverRulesHTTPDConf() string {
 	return fmt.Sprintf(`
@@ -398,7 +398,7 @@ ProxyPassReverse "/plain/" "http://backend.internal:8081/"
 `, s.a.URL, s.b.URL)
 }
 
-// serverRuleRows are spec §9.2's table and cases of the plain rules, each to
+// serverRuleRows are docs/behaviour.md §9.2's table and cases of the plain rules, each to
 // be sent through /front/ (balancer rv) and through /f2/ (rv2): the answer is
 // the same, whichever ProxyPass served the request.
 func serverRuleRows() []reverseRow {
@@ -423,7 +423,7 @@ func serverRuleRows() []reverseRow {
 	}...)
 }
 
-// TestE2EReverseRuleScope is spec §9.2's observation with httpd's rule set:
+// TestE2EReverseRuleScope is docs/behaviour.md §9.2's observation with httpd's rule set:
 // both balancer rules (and two plain ones) listed in both balancer blocks, so
 // every row is mapped by whichever rule matches it, through /front (rv) as
 // through /f2/ (rv2); e.g. row 2's value answered through /front is mapped by
@@ -444,7 +444,7 @@ func TestE2EReverseRuleScope(t *testing.T) {
 	}
 }
 
-// cookieRows are spec §9.3's table (through /ck: ProxyPassReverseCookiePath
+// cookieRows are docs/behaviour.md §9.3's table (through /ck: ProxyPassReverseCookiePath
 // /app/sub /front, ProxyPassReverseCookieDomain backend.internal
 // public.example.com) and the httpd-tests cases (through /lk: domain local →
 // remote, path /local → /remote).
@@ -470,7 +470,7 @@ func cookieAnswer(t *testing.T, addr string, i int) []string {
 	return r.Header.Values("Set-Cookie")
 }
 
-// TestE2EReverseCookieMapping is spec §9.3 through Caddy.
+// TestE2EReverseCookieMapping is docs/behaviour.md §9.3 through Caddy.
 func TestE2EReverseCookieMapping(t *testing.T) {
 	s := newReverseSetup(t)
 	port := freePort(t)
@@ -491,7 +491,7 @@ func TestE2EReverseCookieMapping(t *testing.T) {
 }
 
 // TestE2EReversePR45434 is httpd-tests' t/modules/proxy.t PR 45434 case
-// (spec §11.2): a member with a path (http://HOST:PORT/modules), a balancer
+// (docs/behaviour.md §11.2): a member with a path (http://HOST:PORT/modules), a balancer
 // path (balancer://pr45434/alias); GET /pr45434/redirect-me reaches
 // /modules/alias/redirect-me, which redirects permanently to
 // http://HOST:PORT/modules/alias/5.html, and the client sees

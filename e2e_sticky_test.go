@@ -6,15 +6,15 @@ import (
 	"testing"
 )
 
-// This file reproduces spec §4.5 (route extraction), §4.6 (state
+// This file reproduces docs/behaviour.md §4.5 (route extraction), §4.6 (state
 // interactions) and §4.7 (the route cookie) through a real Caddy loaded from a
 // Caddyfile, in front of real backends. Each table row gets a balancer of its
 // own (fresh state, so that "balanced" has one predictable answer: with
 // byrequests and equal load factors the first usable member in configuration
-// order, spec §3.3 and §5.1) on the path /sNN, mapped as httpd's
+// order, docs/behaviour.md §3.3 and §5.1) on the path /sNN, mapped as httpd's
 // `ProxyPass /sNN balancer://sNN`. The balancer placeholders ({http.balancer.*},
-// httpd's BALANCER_* variables, spec §3.5) are sent back to the client with
-// header_down. Expected values come from the spec's tables.
+// httpd's BALANCER_* variables, docs/behaviour.md §3.5) are sent back to the client with
+// header_down. Expected values come from docs/behaviour.md's tables.
 //
 // The same rows are run against real httpd in TestOracleSticky.
 
@@ -48,7 +48,7 @@ type stickyReq struct {
 
 // stickyCase is one row of §4.5/§4.6.
 type stickyCase struct {
-	spec    string   // the row as the spec writes it
+	spec    string   // the row as docs/behaviour.md writes it
 	params  []string // balancer parameters, httpd syntax
 	members []stickyMember
 	reqs    []stickyReq
@@ -81,7 +81,7 @@ func wantBalanced(backend, route, via string) stickyWant {
 	return stickyWant{backend: backend, route: route, via: via, changed: true}
 }
 
-// stickyCases are spec §4.5 (balancer `st`, members r1/r2/r3,
+// stickyCases are docs/behaviour.md §4.5 (balancer `st`, members r1/r2/r3,
 // stickysession=JSESSIONID|jsessionid) and §4.6, one balancer per row.
 func stickyCases() []stickyCase {
 	t45 := func(spec string, reqs ...stickyReq) stickyCase {
@@ -260,7 +260,7 @@ func (s *stickySetup) caddyfile(port int) string {
 	return b.String()
 }
 
-// httpdConf renders the httpd side, spec §4.7's configuration for the cookie.
+// httpdConf renders the httpd side, docs/behaviour.md §4.7's configuration for the cookie.
 func (s *stickySetup) httpdConf() string {
 	var b strings.Builder
 	for _, ph := range placeholderHeaders {
@@ -328,7 +328,7 @@ func stickyAnswerOf(r result) stickyAnswer {
 	return a
 }
 
-// expected is the answer the spec's table gives for request q of case ci.
+// expected is the answer docs/behaviour.md's table gives for request q of case ci.
 // "!bN" backends are resolved against got (any backend but bN is accepted).
 func (s *stickySetup) expected(ci int, q stickyReq, got stickyAnswer) stickyAnswer {
 	c := s.cases[ci]
@@ -386,7 +386,7 @@ func (s *stickySetup) describe(i, j int) string {
 	return fmt.Sprintf("%s [/%s: %s request %d: GET /%s%s %q]", c.spec, stickyCaseName(i), strings.Join(c.params, " "), j+1, stickyCaseName(i), q.target, q.headers)
 }
 
-// TestE2EStickyTables reproduces spec §4.5 and §4.6 row by row through Caddy,
+// TestE2EStickyTables reproduces docs/behaviour.md §4.5 and §4.6 row by row through Caddy,
 // with the placeholders and the route cookie (§4.7: set only when the route
 // changed).
 func TestE2EStickyTables(t *testing.T) {
@@ -404,10 +404,10 @@ func TestE2EStickyTables(t *testing.T) {
 			n++
 		}
 	}
-	t.Logf("%d requests over %d rows of spec §4.5/§4.6", n, len(s.cases))
+	t.Logf("%d requests over %d rows of docs/behaviour.md §4.5/§4.6", n, len(s.cases))
 }
 
-// TestE2ERouteCookie is spec §4.7, the manual's "let httpd set the cookie"
+// TestE2ERouteCookie is docs/behaviour.md §4.7, the manual's "let httpd set the cookie"
 // configuration: `Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e;
 // path=/" env=BALANCER_ROUTE_CHANGED` with stickysession=ROUTEID is
 // route_cookie. The answer carries `Set-Cookie: ROUTEID=.<route>; path=/` only

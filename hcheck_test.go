@@ -190,7 +190,7 @@ func TestHCExprOnBody(t *testing.T) {
 		}
 		fmt.Fprint(w, "all good")
 	})
-	// A 404 passes with the ^[234] condition (spec §8.4 observed).
+	// A 404 passes with the ^[234] condition (docs/behaviour.md §8.4 observed).
 	bs[1].SetHandler(func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
 	port := freePort(t)
 	loadCaddy(t, hcConfig(port, fmt.Sprintf(`{"handler":"balancer","name":"hcexpr","members":[

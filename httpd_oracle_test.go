@@ -140,10 +140,10 @@ func namedBackend(t testing.TB, name string, h http.HandlerFunc) *backend {
 	return b
 }
 
-// TestOracleSticky runs every row of spec §4.5 and §4.6 (e2e_sticky_test.go)
+// TestOracleSticky runs every row of docs/behaviour.md §4.5 and §4.6 (e2e_sticky_test.go)
 // through real httpd and through Caddy in the same run, against the same
 // backends: httpd's answer (which backend, the six BALANCER_* variables, the
-// §4.7 route cookie) must be the spec's, and ours must be httpd's.
+// §4.7 route cookie) must be docs/behaviour.md's, and ours must be httpd's.
 func TestOracleSticky(t *testing.T) {
 	requireHTTPD(t)
 	s := newStickySetup(t)
@@ -157,7 +157,7 @@ func TestOracleSticky(t *testing.T) {
 		for j, q := range c.reqs {
 			h, o := fromHTTPD[i][j], ours[i][j]
 			if want := s.expected(i, q, h); h != want {
-				t.Errorf("httpd differs from the spec: %s\n httpd %v\n spec  %v", s.describe(i, j), h, want)
+				t.Errorf("httpd differs from docs/behaviour.md: %s\n httpd %v\n spec  %v", s.describe(i, j), h, want)
 			}
 			if o != h {
 				t.Errorf("Caddy differs from httpd: %s\n ours  %v\n httpd %v", s.describe(i, j), o, h)
@@ -172,8 +172,8 @@ func TestOracleSticky(t *testing.T) {
 }
 
 // TestOracleReverse sends the ProxyPassReverse rows of e2e_reverse_test.go
-// (spec §9.2, §9.3, the pr45434 case, §3.2's member paths) to real httpd and
-// to Caddy in the same run. httpd's answers must be the spec's, and ours
+// (docs/behaviour.md §9.2, §9.3, the pr45434 case, §3.2's member paths) to real httpd and
+// to Caddy in the same run. httpd's answers must be docs/behaviour.md's, and ours
 // httpd's, after writing each front end's own address as {FRONT}.
 func TestOracleReverse(t *testing.T) {
 	requireHTTPD(t)
@@ -187,7 +187,7 @@ func TestOracleReverse(t *testing.T) {
 	for _, row := range reverseRows {
 		h, o := s.runRow(t, hd.Addr, row), s.runRow(t, ours, row)
 		if want := s.wantRow(row, h.Backend); h != want {
-			t.Errorf("httpd differs from the spec: %s: GET %s (Host %q)\n httpd %+v\n spec  %+v", row.spec, row.path, row.host, h, want)
+			t.Errorf("httpd differs from docs/behaviour.md: %s: GET %s (Host %q)\n httpd %+v\n spec  %+v", row.spec, row.path, row.host, h, want)
 		}
 		if o != h {
 			t.Errorf("Caddy differs from httpd: %s: GET %s (Host %q)\n ours  %+v\n httpd %+v", row.spec, row.path, row.host, o, h)
@@ -198,7 +198,7 @@ func TestOracleReverse(t *testing.T) {
 	for i, row := range cookieRows {
 		h, o := cookieAnswer(t, hd.Addr, i), cookieAnswer(t, ours, i)
 		if len(h) == 0 || h[0] != row.want {
-			t.Errorf("httpd differs from the spec: %s: member sets %q: httpd %q, spec %q", row.path, row.in, h, row.want)
+			t.Errorf("httpd differs from docs/behaviour.md: %s: member sets %q: httpd %q, spec %q", row.path, row.in, h, row.want)
 		}
 		if strings.Join(o, "\n") != strings.Join(h, "\n") {
 			t.Errorf("Caddy differs from httpd: %s: member sets %q\n ours  %q\n httpd %q", row.path, row.in, o, h)
@@ -222,7 +222,7 @@ func TestOracleReverse(t *testing.T) {
 		}
 		h, o := seen(hd.Addr), seen(ours)
 		if !strings.Contains(h, " GET "+row.want+" Host:") {
-			t.Errorf("httpd differs from the spec: %s: GET %s: %s, spec: the member sees %s", row.spec, row.target, h, row.want)
+			t.Errorf("httpd differs from docs/behaviour.md: %s: GET %s: %s, spec: the member sees %s", row.spec, row.target, h, row.want)
 		}
 		if o != h {
 			t.Errorf("Caddy differs from httpd: %s: GET %s\n ours  %s\n httpd %s", row.spec, row.target, o, h)
@@ -235,13 +235,13 @@ func TestOracleReverse(t *testing.T) {
 	}
 }
 
-// TestOracleReverseServerRules runs spec §9.2's observation verbatim on httpd
+// TestOracleReverseServerRules runs docs/behaviour.md §9.2's observation verbatim on httpd
 // (both ProxyPassReverse rules at server level, and two plain rules) and on
 // Caddy with every rule listed in both balancer blocks (TestE2EReverseRuleScope),
 // every row sent through /front (balancer rv) and through /f2/ (rv2). httpd
-// maps each row by whichever rule matches it, as the spec says ("the rule set
+// maps each row by whichever rule matches it, as docs/behaviour.md says ("the rule set
 // is independent of which ProxyPass handled the request"): its answers must
-// be the spec's, and ours httpd's.
+// be docs/behaviour.md's, and ours httpd's.
 func TestOracleReverseServerRules(t *testing.T) {
 	requireHTTPD(t)
 	s := newReverseSetup(t)
@@ -255,7 +255,7 @@ func TestOracleReverseServerRules(t *testing.T) {
 			row.path = fmt.Sprintf("%ss%d", front, i)
 			h, o := s.runRow(t, hd.Addr, row), s.runRow(t, ours, row)
 			if want := s.wantRow(row, h.Backend); h != want {
-				t.Errorf("httpd differs from the spec: %s: GET %s (Host %q)\n httpd %+v\n spec  %+v", row.spec, row.path, row.host, h, want)
+				t.Errorf("httpd differs from docs/behaviour.md: %s: GET %s (Host %q)\n httpd %+v\n spec  %+v", row.spec, row.path, row.host, h, want)
 			}
 			if o != h {
 				t.Errorf("Caddy differs from httpd: %s: GET %s (Host %q)\n ours  %+v\n httpd %+v", row.spec, row.path, row.host, o, h)
@@ -269,8 +269,8 @@ func TestOracleReverseServerRules(t *testing.T) {
 	}
 }
 
-// TestOraclePlaceholders sends e2e_placeholders_test.go's requests (spec
-// §3.5) to real httpd and to Caddy: httpd's answers must be the spec's, and
+// TestOraclePlaceholders sends e2e_placeholders_test.go's requests
+// (docs/behaviour.md §3.5) to real httpd and to Caddy: httpd's answers must be docs/behaviour.md's, and
 // ours httpd's.
 func TestOraclePlaceholders(t *testing.T) {
 	requireHTTPD(t)
@@ -283,7 +283,7 @@ func TestOraclePlaceholders(t *testing.T) {
 	for i, q := range placeholderReqs() {
 		h, o := fromHTTPD[i], ours[i]
 		if want := q.want(s); h != want {
-			t.Errorf("httpd differs from the spec: §3.5 %s: GET %s %q\n httpd %v\n spec  %v", q.spec, q.target, q.headers, h, want)
+			t.Errorf("httpd differs from docs/behaviour.md: §3.5 %s: GET %s %q\n httpd %v\n spec  %v", q.spec, q.target, q.headers, h, want)
 		}
 		if o != h {
 			t.Errorf("Caddy differs from httpd: §3.5 %s: GET %s %q\n ours  %v\n httpd %v", q.spec, q.target, q.headers, o, h)

@@ -6,7 +6,7 @@ package caddybalancer
 // ORACLE = TestSpec7ManagerOracle (this file): the same request sequence
 // (spec7Steps; the step's item tag in brackets) is sent to real httpd 2.4.71,
 // to the balancer_manager site handler and, from a fresh start, to the admin
-// endpoint's manager; every answer is checked against the spec and ours
+// endpoint's manager; every answer is checked against docs/behaviour.md and ours
 // against httpd's (status, Allow, Content-Type, the whole normalized HTML or
 // XML page). VHOSTS = TestSpec7SharedAcrossVhosts (httpd oracle too), NONCE =
 // TestSpec7NonceRestart. Other names are existing tests. "DEVIATION" marks
@@ -262,8 +262,8 @@ type spec7Step struct {
 	target  string // default /balancer-manager
 	body    string
 	headers []string // "{REF}" in a line is the front end's own manager URL
-	status  int      // the spec's status; default 200
-	// want and wantNot are substrings the spec requires of (and forbids in)
+	status  int      // docs/behaviour.md's status; default 200
+	// want and wantNot are substrings docs/behaviour.md requires of (and forbids in)
 	// the normalized answer, checked on httpd's answer and on ours; with bal
 	// (and member) set, in that balancer's (member's) part of the page only.
 	want, wantNot []string
@@ -273,7 +273,7 @@ type spec7Step struct {
 	// status and the answering backend are compared.
 	proxied bool
 	// deviation: the answer's body is not compared with httpd's, for this
-	// documented reason (the status and the spec checks still are).
+	// documented reason (the status and docs/behaviour.md checks still are).
 	deviation string
 }
 
@@ -527,20 +527,20 @@ func (s *spec7Setup) checkSpec(t *testing.T, who string, i int, st spec7Step, a 
 		want = 200
 	}
 	if a.status != want {
-		t.Errorf("%s differs from the spec: %s: status %d, want %d", who, s.describe(i, st), a.status, want)
+		t.Errorf("%s differs from docs/behaviour.md: %s: status %d, want %d", who, s.describe(i, st), a.status, want)
 	}
 	if st.suffix != "" && !strings.HasSuffix(a.body, st.suffix) {
-		t.Errorf("%s differs from the spec: %s: answer does not end with %q", who, s.describe(i, st), st.suffix)
+		t.Errorf("%s differs from docs/behaviour.md: %s: answer does not end with %q", who, s.describe(i, st), st.suffix)
 	}
 	part := spec7Scope(a.body, st.bal, s.vars.Replace(st.member))
 	for _, w := range st.want {
 		if w = s.vars.Replace(w); !strings.Contains(part, w) {
-			t.Errorf("%s differs from the spec: %s: answer lacks %q in\n%s", who, s.describe(i, st), w, part)
+			t.Errorf("%s differs from docs/behaviour.md: %s: answer lacks %q in\n%s", who, s.describe(i, st), w, part)
 		}
 	}
 	for _, w := range st.wantNot {
 		if w = s.vars.Replace(w); strings.Contains(part, w) {
-			t.Errorf("%s differs from the spec: %s: answer holds %q in\n%s", who, s.describe(i, st), w, part)
+			t.Errorf("%s differs from docs/behaviour.md: %s: answer holds %q in\n%s", who, s.describe(i, st), w, part)
 		}
 	}
 }
@@ -548,7 +548,7 @@ func (s *spec7Setup) checkSpec(t *testing.T, who string, i int, st spec7Step, a 
 // TestSpec7ManagerOracle sends every §7 request of spec7Steps to real httpd,
 // to the balancer_manager site handler and then (Caddy restarted, fresh
 // state) to the admin endpoint's manager, each with the same balancers in the
-// same state. Each answer must be the spec's (status, the wanted substrings),
+// same state. Each answer must be docs/behaviour.md's (status, the wanted substrings),
 // and ours must be httpd's: status, Allow, Content-Type and the whole
 // normalized page (HTML or XML), which shows every balancer's and member's
 // state after the step. On the admin endpoint the steps that carry
@@ -614,7 +614,7 @@ func TestSpec7ManagerOracle(t *testing.T) {
 	t.Logf("%d requests compared with %s: all on the site handler, %d on the admin endpoint", len(steps), oracleApache2(), len(steps)-skipped)
 }
 
-// compare checks the answers of both front ends against the spec and ours
+// compare checks the answers of both front ends against docs/behaviour.md and ours
 // against httpd's.
 func (s *spec7Setup) compare(t *testing.T, who string, steps []spec7Step, fromHTTPD, fromOurs []spec7Answer) {
 	t.Helper()

@@ -11,7 +11,7 @@ import (
 
 // Integration tests of the balancer-manager: real in-process Caddy, real
 // backends. They replay httpd-tests' t/modules/proxy_balancer.t manager
-// requests (spec §11.1) against the site handler, and the requests of
+// requests (docs/behaviour.md §11.1) against the site handler, and the requests of
 // Ansible's community.general.apache2_mod_proxy against the admin endpoint.
 
 // mgPost sends a POST with a form body and optional "Name: value" headers.

@@ -176,7 +176,7 @@ func (s memberSource) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, e
 	if err != nil {
 		// httpd answers 503 (nofailover, no usable member) before it sets
 		// any BALANCER_* variable: an earlier attempt's values remain, a
-		// first attempt leaves none (spec §3.1 steps 5, 6 and 8; §3.5).
+		// first attempt leaves none (docs/behaviour.md §3.1 steps 5, 6 and 8; §3.5).
 		st.member = nil
 		return nil, nil
 	}

@@ -494,7 +494,7 @@ func TestReliabilityDrainUnderLoad(t *testing.T) {
 	t.Logf("b1: %d in flight at the drain, %d of them completed after it", busyAtDrain, completedAfter)
 }
 
-// TestReliabilityPOSTReplay is httpd-tests' failover case (spec §11.1 tests
+// TestReliabilityPOSTReplay is httpd-tests' failover case (docs/behaviour.md §11.1 tests
 // 4-11) under load: the first member is dead, the second a hot standby that
 // echoes POST bodies. Every body (8, 64, 2048, 4096 bytes, httpd-tests'
 // sizes, plus a 256 KiB one and a chunked one) fails over and comes back

@@ -17,7 +17,7 @@ import (
 )
 
 // Security tests of the balancer-manager (site handler and admin endpoint)
-// and the JSON API, after httpd's security history (spec §10): CSRF (the
+// and the JSON API, after httpd's security history (docs/behaviour.md §10): CSRF (the
 // Referer gate and the nonce, CVE-2007-6420 and the 2.4.41 hardening), XSS
 // (CVE-2007-6421, CVE-2012-4558, PR 56532), hostile balancer names
 // (CVE-2007-6422), the method set, the 1024-byte body read, and Caddy's own

@@ -50,7 +50,7 @@ func TestStandbySet0BeforeSet1(t *testing.T) {
 	}
 }
 
-// §3.3: the spec's spare example. d1 and d2 are dead backends (they fail at
+// §3.3: docs/behaviour.md's spare example. d1 and d2 are dead backends (they fail at
 // connect and go into E), b2 b3 b4 are spares; two unusable regular members
 // admit exactly two spares (b2, b3) which compete with b1. [OBSERVED] 16
 // requests → b1 b3 b2 b3 b1 b3 b2 b3 ..., b4 never used.

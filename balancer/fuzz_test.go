@@ -18,7 +18,7 @@ import (
 //
 // Where httpd's C code is simple enough, the property is differential: the
 // result must equal a literal re-statement of the C function's pointer walk
-// (cStrstr, cStrtok below), written from the spec, §4.2/§4.3.
+// (cStrstr, cStrtok below), written from docs/behaviour.md, §4.2/§4.3.
 
 // allFlags are the twelve defined status bits.
 const allFlags = Initialized | IgnoreErrors | Drain | Generic | InShutdown | Disabled | Stopped |

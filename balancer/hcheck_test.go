@@ -36,8 +36,8 @@ func hcRun(t *testing.T, b *Balancer, m *Member, pass bool, now time.Time) {
 
 func hcFlags(m *Member) string { return m.State().Status.Letters() }
 
-// TestHCStateMachineFails: hcfails=2, failures need not be consecutive (spec
-// §8.4 [OBSERVED] fail, pass, pass, fail sets C); fcount is reset when C is set.
+// TestHCStateMachineFails: hcfails=2, failures need not be consecutive
+// (docs/behaviour.md §8.4 [OBSERVED] fail, pass, pass, fail sets C); fcount is reset when C is set.
 func TestHCStateMachineFails(t *testing.T) {
 	b := hcBalancer(t, hcMember("http://a:1", HealthCheck{Method: "GET", Fails: 2, Passes: 2, Interval: time.Second}))
 	m := b.Members()[0]

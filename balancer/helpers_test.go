@@ -9,7 +9,7 @@ import (
 )
 
 // Shared helpers of the engine tests. Expected values in the tests are taken
-// from spec/apache-balancer.md (httpd 2.4 behaviour), not from running the code.
+// from docs/behaviour.md (httpd 2.4 behaviour), not from running the code.
 
 // testClock is a replaceable Balancer.Now. Every call returns the current time
 // and then advances it by step (0: the clock only moves when a test sets t),
@@ -107,7 +107,7 @@ func pickN(t *testing.T, b *Balancer, n int, req *Request) []string {
 var errTestConnect = errors.New("connect failed")
 
 // simRequest simulates one client request through the glue's failover loop
-// (proxy_handler, spec §3 / §3.7): Pick, try to connect; a member listed in
+// (proxy_handler, docs/behaviour.md §3 / §3.7): Pick, try to connect; a member listed in
 // dead refuses the connection (ConnectFailed); continue while the member is
 // not usable and attempts < MaxAttempts. Every picked member is released at the
 // end of the whole request. It returns every attempted member in order, the

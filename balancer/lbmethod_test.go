@@ -13,7 +13,7 @@ func cfgLF(t *testing.T, host string, factor int) MemberConfig {
 }
 
 // §5.1 worked example: loadfactors 1 (w1) and 3 (w2); the order and the
-// lbstatus after every pick are those of the spec's table.
+// lbstatus after every pick are those of docs/behaviour.md's table.
 func TestByRequestsWorkedExample(t *testing.T) {
 	b := newTestBalancer(t, Config{ForceRecovery: true, Members: []MemberConfig{cfgLF(t, "w1", 100), cfgLF(t, "w2", 300)}}, nil)
 	table := []struct {

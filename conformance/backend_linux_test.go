@@ -17,7 +17,7 @@ import (
 // the whole scenario so that no other process can take it between the httpd
 // run and the Caddy run: a TCP socket with SO_REUSEADDR bound to
 // 127.0.0.1:port and never listening. While the member is down nothing else
-// is there, so connections are refused (a "dead member", spec §0.3). While it
+// is there, so connections are refused (a "dead member", docs/behaviour.md §0). While it
 // is up, an http.Server listens on the same port (Linux allows it because
 // both sockets have SO_REUSEADDR and the reservation does not listen). Ports
 // with a bound socket are skipped by the kernel when it picks ports for

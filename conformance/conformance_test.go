@@ -13,7 +13,7 @@ import (
 	"github.com/lbset/caddy-balancer/internal/httpdtest"
 )
 
-// scenarios is the suite. Sequences in Want are the spec's observations or
+// scenarios is the suite. Sequences in Want are docs/behaviour.md's observations or
 // follow from its rules step by step; member names double as routes in the
 // sticky scenarios.
 var scenarios = []Scenario{

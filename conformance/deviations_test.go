@@ -10,8 +10,8 @@ import "strings"
 type Deviation struct {
 	// ID names the deviation in reports and in the summary line.
 	ID string
-	// Reason is the diagnosis: what differs, where (file, function, spec
-	// section), httpd's behaviour and ours.
+	// Reason is the diagnosis: what differs, where (file, function,
+	// docs/behaviour.md section), httpd's behaviour and ours.
 	Reason string
 	// Applies, for generated scenarios, says whether the deviation explains
 	// the difference found in sc: the scenario uses the feature concerned
@@ -30,7 +30,7 @@ var devRetriesReset = &Deviation{
 		"(and error_time) to 0 in caddy-balancer even when it went over a reused backend connection; httpd " +
 		"resets them only in ap_proxy_connect_backend (proxy_util.c) when it opens a new connection: " +
 		"mod_proxy_http's handler skips connect_backend when ap_proxy_check_connection finds the pooled " +
-		"keep-alive connection alive (spec §1.2 retries, §2.5 \"a successful TCP connect resets retries\"). " +
+		"keep-alive connection alive (docs/behaviour.md §1.2 retries, §2.5 \"a successful TCP connect resets retries\"). " +
 		"Ours: proxy.go memberTransport.RoundTrip calls Member.ConnectOK (balancer/balancer.go) after every " +
 		"successful round trip. Visible when a member is put in error without losing its connection " +
 		"(failonstatus) and later lifted: the manager shows retries N (and an error_time) on httpd, 0 on ours. " +
@@ -57,7 +57,7 @@ var devResetWithAdd = &Deviation{
 		"balancer_process_balancer_worker) handles b_lbm by setting s->wupdated and s->need_reset, and then " +
 		"the member addition sets \"bsel->wupdated = bsel->s->wupdated = now\" (\"sync all timestamps\"), so " +
 		"the next ap_proxy_sync_balancer (proxy_util.c) of this process returns early (b->wupdated >= " +
-		"b->s->wupdated) and need_reset stays parked until the next b_lbm (spec §3.1 step 3, §7.3). In a " +
+		"b->s->wupdated) and need_reset stays parked until the next b_lbm (docs/behaviour.md §3.1 step 3, §7.3). In a " +
 		"single-process httpd (-X, as here) the members keep their lbstatus; with several children another " +
 		"child would apply the reset at its next sync. Ours: balancer/manage.go applyBalancerFormLocked " +
 		"resets at once on b_lbm (as httpd does when the POST adds no member). Either keep ours (httpd's " +
@@ -86,7 +86,7 @@ var devPathCanon = &Deviation{
 		"parameter); %20 stays %20. caddy-balancer forwards the client's escaping unchanged (Caddy " +
 		"reverse_proxy sends the request's EscapedPath; proxy.go memberTransport.RoundTrip rewrites the path " +
 		"only for members with a path). Route extraction is not affected: both search the decoded path " +
-		"(spec §4.2). Not covered by the spec (§3.2 says which path, not how it is encoded). Either emulate " +
+		"(docs/behaviour.md §4.2). Not covered by docs/behaviour.md (§3.2 says which path, not how it is encoded). Either emulate " +
 		"(set URL.RawPath to the canonenc encoding of URL.Path, keep the raw form for a nocanon option) or " +
 		"document as deliberate: forwarding the client's escaping is the safer choice (%3B stays data).",
 }

@@ -22,11 +22,11 @@
 //     nofailover, scolonpathdelim and timeout. Byte counts, error times and
 //     nonces cannot match between two servers and are not compared.
 //
-// Manager steps POST httpd's form protocol (spec §7.3) with a same-host
+// Manager steps POST httpd's form protocol (docs/behaviour.md §7.3) with a same-host
 // Referer and the nonce scraped from the XML, to httpd's <Location
 // /balancer-manager> and to /balancer-manager on Caddy's admin endpoint.
 //
-// The suite is the hand-written scenarios of conformance_test.go (the spec's
+// The suite is the hand-written scenarios of conformance_test.go (docs/behaviour.md's
 // worked examples, with the sequence httpd must give) plus generated ones
 // (random_test.go, which explains what is generated and how timing is kept
 // out of the results):

@@ -17,7 +17,7 @@ import (
 // The balancer-manager on both sides: httpd's <Location /balancer-manager>
 // with SetHandler balancer-manager, and our admin.api.balancer_manager on
 // Caddy's admin endpoint. Both are driven the same way: GET ?xml=1 and POST
-// of the form protocol (spec §7.2, §7.3), with a same-host Referer (httpd
+// of the form protocol (docs/behaviour.md §7.2, §7.3), with a same-host Referer (httpd
 // drops every parameter without one, §7.2 step 3) and the balancer's nonce
 // scraped from the XML (<httpd:nonce>, 2.4.68+, §7.4).
 
@@ -25,7 +25,7 @@ import (
 // whatever the port: the Referer gate compares hosts only).
 const managerReferer = "http://127.0.0.1/"
 
-// managerState is the part of the balancer-manager XML (spec §7.6) the
+// managerState is the part of the balancer-manager XML (docs/behaviour.md §7.6) the
 // harness reads.
 type managerState struct {
 	Balancers []managerBalancer `xml:"balancers>balancer"`
@@ -116,7 +116,7 @@ func settledState(base, name string) (*managerBalancer, error) {
 }
 
 // managerPost sends one manager change and returns the answer's status:
-// 200, or 400 when adding a member failed (spec §7.1, §7.3). The nonce is
+// 200, or 400 when adding a member failed (docs/behaviour.md §7.1, §7.3). The nonce is
 // scraped from the XML first, as httpd-tests and Ansible's apache2_mod_proxy
 // do.
 func managerPost(base, name string, mc *ManagerChange, members map[string]*memberSocket) (int, error) {

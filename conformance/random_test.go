@@ -377,7 +377,7 @@ func (g *generator) memberWhere(alive bool) (int, bool) {
 	return idx[g.r.IntN(len(idx))], true
 }
 
-// managerChange is the parameters of one manager POST (spec §7.3): one or two
+// managerChange is the parameters of one manager POST (docs/behaviour.md §7.3): one or two
 // changes, worker or balancer fields.
 func (g *generator) managerChange() map[string]string {
 	p := map[string]string{}

@@ -241,7 +241,7 @@ func runScenario(t *testing.T, sc *Scenario) verdict {
 		formatStates(sc, members, hres.state, cres.state))
 
 	if sc.Want != nil && strings.Join(sc.Want, " ") != strings.Join(hseq, " ") {
-		t.Errorf("httpd does not give the sequence the spec observed (harness or spec problem)\nwant  %s\nhttpd %s\n%s",
+		t.Errorf("httpd does not give the sequence docs/behaviour.md observed (harness or spec problem)\nwant  %s\nhttpd %s\n%s",
 			strings.Join(sc.Want, " "), strings.Join(hseq, " "), report(sc, members, hres, cres, diffs))
 	}
 	sameAnswers := strings.Join(hseq, " ") == strings.Join(cseq, " ") &&

@@ -20,16 +20,16 @@ type Scenario struct {
 	// plugin's balancer state, which survives Caddy reloads by name, is fresh
 	// for every scenario. Lower-case letters, digits and '-'.
 	Name string
-	// About says what is checked and where the spec describes it.
+	// About says what is checked and where docs/behaviour.md describes it.
 	About string
 
 	Balancer Balancer
 	Members  []Member
 	Steps    []Step
 
-	// Want, when set, is the sequence httpd must give: observed in the spec,
-	// or worked out by hand from its rules. It checks the harness (and the
-	// spec) against httpd, independently of Caddy.
+	// Want, when set, is the sequence httpd must give: observed in docs/behaviour.md,
+	// or worked out by hand from its rules. It checks the harness (and
+	// docs/behaviour.md) against httpd, independently of Caddy.
 	Want []string
 
 	// KnownDiff, when set, names the deviation (deviations_test.go) by which
@@ -51,7 +51,7 @@ func (sc *Scenario) reproduce() string {
 		sc.seed, sc.index, sc.Name)
 }
 
-// Balancer holds the balancer parameters (httpd's ProxySet keys, spec §6.3).
+// Balancer holds the balancer parameters (httpd's ProxySet keys, docs/behaviour.md §6.3).
 // Zero values mean "not configured" (httpd's default).
 type Balancer struct {
 	LBMethod         string // byrequests, bytraffic, bybusyness
@@ -66,7 +66,7 @@ type Balancer struct {
 	Growth           int   // free member slots for members added at run time
 }
 
-// Member is one BalancerMember (spec §6.2) and its backend.
+// Member is one BalancerMember (docs/behaviour.md §6.2) and its backend.
 type Member struct {
 	// Name identifies the backend: it answers with header X-Backend: Name.
 	Name string
@@ -74,13 +74,13 @@ type Member struct {
 	// (connections are refused). An Up step can start it later.
 	Dead bool
 	// Added: the member is not in the configuration; a manager step adds it
-	// ({"b_nwrkr": Name, "b_wyes": "1"}, spec §7.3), with default parameters
+	// ({"b_nwrkr": Name, "b_wyes": "1"}, docs/behaviour.md §7.3), with default parameters
 	// and status D. Its port is reserved from the start. The parameters
 	// below do not apply to it.
 	Added bool
 
 	// Path follows host:port in the member's URL ("/app"): the member gets
-	// it before the request's path (spec §3.2).
+	// it before the request's path (docs/behaviour.md §3.2).
 	Path string
 
 	LoadFactor float64 // 0: not configured (1)
@@ -100,7 +100,7 @@ type Step struct {
 	Manager *ManagerChange
 }
 
-// Request is one client GET, on a new client connection (spec §3.7 shows that
+// Request is one client GET, on a new client connection (docs/behaviour.md §3.7 shows that
 // client keep-alive changes httpd's error handling).
 type Request struct {
 	// Path below the balancer's mount point, sent verbatim (no escaping), with
@@ -110,7 +110,7 @@ type Request struct {
 	Cookies []string
 }
 
-// ManagerChange is a balancer-manager update (spec §7.3): the form
+// ManagerChange is a balancer-manager update (docs/behaviour.md §7.3): the form
 // parameters of one POST to /balancer-manager, e.g. {"w": "b1",
 // "w_status_D": "1"} or {"b_lbm": "bybusyness", "b_max": "2"}. w names a
 // member by Name (the harness sends its URL); b (the scenario's balancer) and
