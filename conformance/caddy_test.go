@@ -12,6 +12,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/lbset/caddy-balancer"
+	"github.com/lbset/caddy-balancer/config"
 )
 
 // caddyConfig renders the Caddy JSON config of the scenario: one server on
@@ -55,67 +56,29 @@ func handlerJSON(sc *Scenario, members map[string]*memberSocket) ([]byte, error)
 	return json.Marshal(balancerHandler(sc, members))
 }
 
-// balancerHandler is the scenario's balancer as a Caddy handler config.
-func balancerHandler(sc *Scenario, members map[string]*memberSocket) map[string]any {
-	h := map[string]any{"handler": "balancer", "name": sc.Name}
+// balancerHandler is the scenario's balancer as a Caddy handler config,
+// written through the plugin's own configuration types (package config), as
+// the httpd adapter writes it.
+func balancerHandler(sc *Scenario, members map[string]*memberSocket) config.Handler {
 	bl := sc.Balancer
-	if bl.LBMethod != "" {
-		h["lbmethod"] = bl.LBMethod
-	}
-	if bl.StickySession != "" {
-		h["stickysession"] = bl.StickySession
-	}
-	if bl.StickySessionSep != "" {
-		h["stickysessionsep"] = bl.StickySessionSep
-	}
-	if bl.SColonPathDelim {
-		h["scolonpathdelim"] = true
-	}
-	if bl.NoFailover {
-		h["nofailover"] = true
-	}
-	if bl.MaxAttempts != nil {
-		h["maxattempts"] = *bl.MaxAttempts
-	}
-	if bl.ForceRecovery != nil {
-		h["forcerecovery"] = *bl.ForceRecovery
-	}
-	if bl.Timeout != 0 {
-		h["timeout"] = (time.Duration(bl.Timeout) * time.Second).String()
-	}
-	if len(bl.FailOnStatus) > 0 {
-		h["failonstatus"] = bl.FailOnStatus
-	}
-	if bl.Growth != 0 {
-		h["growth"] = bl.Growth
-	}
-	var ms []map[string]any
+	h := config.Handler{Balancer: config.Balancer{
+		Name: sc.Name, LBMethod: bl.LBMethod, StickySession: bl.StickySession, StickySessionSep: bl.StickySessionSep,
+		SColonPathDelim: bl.SColonPathDelim, NoFailover: bl.NoFailover, MaxAttempts: bl.MaxAttempts,
+		ForceRecovery: bl.ForceRecovery, Timeout: caddy.Duration(time.Duration(bl.Timeout) * time.Second),
+		FailOnStatus: bl.FailOnStatus, Growth: bl.Growth,
+	}}
 	for _, m := range sc.Members {
 		if m.Added {
 			continue
 		}
-		mj := map[string]any{"url": members[m.Name].URL()}
-		if m.LoadFactor != 0 {
-			mj["loadfactor"] = m.LoadFactor
-		}
-		if m.LBSet != 0 {
-			mj["lbset"] = m.LBSet
-		}
-		if m.Route != "" {
-			mj["route"] = m.Route
-		}
-		if m.Redirect != "" {
-			mj["redirect"] = m.Redirect
-		}
-		if m.Status != "" {
-			mj["status"] = m.Status
-		}
+		cm := config.Member{URL: members[m.Name].URL(), LoadFactor: m.LoadFactor, LBSet: m.LBSet, Route: m.Route,
+			Redirect: m.Redirect, Status: m.Status}
 		if m.Retry != nil {
-			mj["retry"] = m.Retry.String()
+			r := caddy.Duration(*m.Retry)
+			cm.Retry = &r
 		}
-		ms = append(ms, mj)
+		h.Members = append(h.Members, cm)
 	}
-	h["members"] = ms
 	return h
 }
 

@@ -549,8 +549,8 @@ ProxyPass /main/ balancer://app/
 	s := string(out)
 	for _, want := range []string{
 		`"name":"app.b.example"`,
-		`"members":[{"url":"http://10.0.0.2"}],"name":"app.b.example"`,
-		`"members":[{"url":"http://10.0.0.1"}],"name":"app","stickysession":"JSESSIONID"`,
+		`"name":"app.b.example","members":[{"url":"http://10.0.0.2"}]`,
+		`"name":"app","stickysession":"JSESSIONID","members":[{"url":"http://10.0.0.1"}]`,
 		`{"handler":"static_response","status_code":500}`,
 	} {
 		if !strings.Contains(s, want) {

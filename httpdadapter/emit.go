@@ -4,11 +4,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/lbset/caddy-balancer/config"
 	"github.com/lbset/caddy-balancer/proxypassreverse"
 )
 
@@ -600,7 +605,7 @@ func (e *hdEmitter) passRoutes(eff *hdEff, p *hdPass, set map[string]any, exclus
 		cookiePath = append(cookiePath, l.cookiePath...)
 	}
 
-	var h map[string]any
+	var h any
 	var err error
 	switch {
 	case p.balName != "" && b == nil:
@@ -762,44 +767,23 @@ func hdRegexSubst(s, name string) (string, bool) {
 	return b.String(), changed
 }
 
-// hdDur writes a duration as Caddy configs usually show it.
-func hdDur(d time.Duration) string {
-	switch {
-	case d%time.Second == 0:
-		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
-	case d%time.Millisecond == 0:
-		return strconv.FormatInt(int64(d/time.Millisecond), 10) + "ms"
-	}
-	return d.String()
-}
-
 // balancerHandler writes the balancer handler of one ProxyPass.
-func (e *hdEmitter) balancerHandler(eff *hdEff, p *hdPass, b *hdBalancer, hdrs []*hdHeaderOp, reverses []*hdReverse, cookieDomain, cookiePath []hdCookieRule) (map[string]any, error) {
-	h := map[string]any{"handler": "balancer", "name": b.caddyName}
+func (e *hdEmitter) balancerHandler(eff *hdEff, p *hdPass, b *hdBalancer, hdrs []*hdHeaderOp, reverses []*hdReverse, cookieDomain, cookiePath []hdCookieRule) (config.Handler, error) {
+	h := config.Handler{Balancer: config.Balancer{Name: b.caddyName}}
 	if !b.emitted {
 		b.emitted = true
-		e.defineBalancer(h, b)
+		e.defineBalancer(&h.Balancer, b)
 	}
 	// ProxyPassReverse: httpd tries every rule of the request's merged
 	// directory configuration in order (server first, then <Location>),
 	// whichever ProxyPass served the request: the whole list, balancer and
 	// plain rules alike, goes into every balancer handler of the scope.
-	if rules := e.reverseRules(eff, reverses); len(rules) > 0 {
-		h["proxy_pass_reverse"] = rules
+	h.ProxyPassReverse = e.reverseRules(eff, reverses)
+	for _, r := range cookieDomain {
+		h.ProxyPassReverseCookieDomain = append(h.ProxyPassReverseCookieDomain, r.rule)
 	}
-	if len(cookieDomain) > 0 {
-		var rules []any
-		for _, r := range cookieDomain {
-			rules = append(rules, map[string]any{"internal": r.rule.Internal, "public": r.rule.Public})
-		}
-		h["proxy_pass_reverse_cookie_domain"] = rules
-	}
-	if len(cookiePath) > 0 {
-		var rules []any
-		for _, r := range cookiePath {
-			rules = append(rules, map[string]any{"internal": r.rule.Internal, "public": r.rule.Public})
-		}
-		h["proxy_pass_reverse_cookie_path"] = rules
+	for _, r := range cookiePath {
+		h.ProxyPassReverseCookiePath = append(h.ProxyPassReverseCookiePath, r.rule)
 	}
 	cookie, _, _ := strings.Cut(b.h.StickySession, "|")
 	var ops []*hdHeaderOp
@@ -809,17 +793,15 @@ func (e *hdEmitter) balancerHandler(eff *hdEff, p *hdPass, b *hdBalancer, hdrs [
 			continue
 		}
 		if cookie != "" && op.routeCookie.cookie == cookie {
-			h["route_cookie"] = map[string]any{"attributes": op.routeCookie.attrs}
+			h.RouteCookie = &config.RouteCookie{Attributes: op.routeCookie.attrs}
 		} else {
 			e.warnOnce(op.pos, "not translated for balancer://%s: its stickysession cookie is %q, not %q (Caddy's route_cookie sets the stickysession cookie)", b.name, cookie, op.routeCookie.cookie)
 		}
 	}
-	headers := e.headerOps(eff, ops, nil, nil, nil, true)
-	if headers != nil {
-		h["headers"] = headers
-	}
+	h.Headers = e.headerOps(eff, ops, nil, nil, nil, true)
 	if b.connTimeout > 0 {
-		h["transport"] = map[string]any{"protocol": "http", "dial_timeout": hdDur(b.connTimeout)}
+		h.TransportRaw = caddyconfig.JSONModuleObject(&reverseproxy.HTTPTransport{DialTimeout: caddy.Duration(b.connTimeout)},
+			"protocol", "http", nil)
 	}
 	return h, nil
 }
@@ -827,11 +809,11 @@ func (e *hdEmitter) balancerHandler(eff *hdEff, p *hdPass, b *hdBalancer, hdrs [
 // reverseRules writes the ProxyPassReverse rules of a balancer handler, in
 // httpd's order. A rule for a balancer this scope does not see, or one that
 // no ProxyPass uses (Caddy does not create it), is left out with a warning.
-func (e *hdEmitter) reverseRules(eff *hdEff, reverses []*hdReverse) []any {
-	var rules []any
+func (e *hdEmitter) reverseRules(eff *hdEff, reverses []*hdReverse) []proxypassreverse.Rule {
+	var rules []proxypassreverse.Rule
 	for _, r := range reverses {
 		if r.balName == "" {
-			rules = append(rules, map[string]any{"prefix": r.fake, "url": r.real})
+			rules = append(rules, proxypassreverse.Rule{Prefix: r.fake, URL: r.real})
 			continue
 		}
 		rb := e.c.lookupBalancer(eff.s, r.balName)
@@ -844,117 +826,34 @@ func (e *hdEmitter) reverseRules(eff *hdEff, reverses []*hdReverse) []any {
 			e.warnOnce(r.pos, "balancer://%s is not used by any ProxyPass, so Caddy does not create it: this rule does not apply", r.balName)
 			continue
 		}
-		rule := map[string]any{"prefix": r.fake, "balancer": rb.caddyName}
-		if r.part != "" {
-			rule["path"] = r.part
-		}
-		rules = append(rules, rule)
+		rules = append(rules, proxypassreverse.Rule{Prefix: r.fake, Balancer: rb.caddyName, Path: r.part})
 	}
 	return rules
 }
 
-// defineBalancer writes the balancer's parameters and members into h.
-func (e *hdEmitter) defineBalancer(h map[string]any, b *hdBalancer) {
-	bh := b.h
-	if bh.LBMethod != "" {
-		h["lbmethod"] = bh.LBMethod
-	}
-	if bh.StickySession != "" {
-		h["stickysession"] = bh.StickySession
-	}
-	if bh.StickySessionSep != "" {
-		h["stickysessionsep"] = bh.StickySessionSep
-	}
-	if bh.SColonPathDelim {
-		h["scolonpathdelim"] = true
-	}
-	if bh.NoFailover {
-		h["nofailover"] = true
-	}
-	if bh.MaxAttempts != nil {
-		h["maxattempts"] = *bh.MaxAttempts
-	}
-	if bh.Timeout != 0 {
-		h["timeout"] = hdDur(time.Duration(bh.Timeout))
-	}
-	if bh.ForceRecovery != nil {
-		h["forcerecovery"] = *bh.ForceRecovery
-	}
-	if len(bh.FailOnStatus) > 0 {
-		h["failonstatus"] = bh.FailOnStatus
-	}
-	if bh.FailOnTimeout {
-		h["failontimeout"] = true
-	}
-	if bh.Growth != 0 {
-		h["growth"] = bh.Growth
-	}
-	if bh.Persist {
-		h["persist"] = true
-	}
-	if bh.Nonce != nil {
-		h["nonce"] = *bh.Nonce
-	}
+// defineBalancer writes the balancer's parameters and members into h: httpd's
+// model as read, with the scope's ProxyTimeout as the members' default timeout.
+func (e *hdEmitter) defineBalancer(h *config.Balancer, b *hdBalancer) {
+	name := h.Name
+	*h = b.h
+	h.Name = name
 	if b.connTimeoutVaries {
-		e.warnOnce(b.pos, "balancer://%s: the members have different connectiontimeout values; Caddy has one dial timeout per handler, the largest (%s) is used", b.name, hdDur(b.connTimeout))
+		e.warnOnce(b.pos, "balancer://%s: the members have different connectiontimeout values; Caddy has one dial timeout per handler, the largest (%s) is used", b.name, b.connTimeout)
 	}
 	defTimeout := e.c.effective(b.scope).timeout
-	var members []any
-	for _, m := range bh.Members {
-		mj := map[string]any{"url": m.URL}
-		if m.LoadFactor != 0 {
-			mj["loadfactor"] = m.LoadFactor
+	h.Members = append([]config.Member(nil), b.h.Members...)
+	for i := range h.Members {
+		if h.Members[i].Timeout == 0 && defTimeout != 0 {
+			h.Members[i].Timeout = caddy.Duration(defTimeout)
 		}
-		if m.LBSet != 0 {
-			mj["lbset"] = m.LBSet
-		}
-		if m.Route != "" {
-			mj["route"] = m.Route
-		}
-		if m.Redirect != "" {
-			mj["redirect"] = m.Redirect
-		}
-		if m.Status != "" {
-			mj["status"] = m.Status
-		}
-		if m.Retry != nil {
-			mj["retry"] = hdDur(time.Duration(*m.Retry))
-		}
-		switch {
-		case m.Timeout != 0:
-			mj["timeout"] = hdDur(time.Duration(m.Timeout))
-		case defTimeout != 0:
-			mj["timeout"] = hdDur(defTimeout)
-		}
-		if m.HCMethod != "" {
-			mj["hcmethod"] = m.HCMethod
-		}
-		if m.HCURI != "" {
-			mj["hcuri"] = m.HCURI
-		}
-		if m.HCInterval != 0 {
-			mj["hcinterval"] = hdDur(time.Duration(m.HCInterval))
-		}
-		if m.HCPasses != 0 {
-			mj["hcpasses"] = m.HCPasses
-		}
-		if m.HCFails != 0 {
-			mj["hcfails"] = m.HCFails
-		}
-		if m.HCExpr != "" {
-			mj["hcexpr"] = m.HCExpr
-		}
-		members = append(members, mj)
 	}
-	if len(members) == 0 {
+	if len(h.Members) == 0 {
 		e.warnOnce(b.pos, "balancer://%s has no members: every request answers 503", b.name)
-		members = []any{}
 	}
-	h["members"] = members
 }
 
 // plainHandler writes a reverse_proxy to one URL.
-func (e *hdEmitter) plainHandler(eff *hdEff, p *hdPass, name string, hdrs []*hdHeaderOp, reverses []*hdReverse, cookieDomain, cookiePath []hdCookieRule) (map[string]any, error) {
+func (e *hdEmitter) plainHandler(eff *hdEff, p *hdPass, name string, hdrs []*hdHeaderOp, reverses []*hdReverse, cookieDomain, cookiePath []hdCookieRule) (json.RawMessage, error) {
 	u := p.target
 	scheme := strings.ToLower(u.Scheme)
 	host, port := u.Hostname(), u.Port()
@@ -964,13 +863,10 @@ func (e *hdEmitter) plainHandler(eff *hdEff, p *hdPass, name string, hdrs []*hdH
 	}
 	dialHost, _ := hdRegexSubst(host, name)
 	dialPort, _ := hdRegexSubst(port, name)
-	h := map[string]any{
-		"handler":   "reverse_proxy",
-		"upstreams": []any{map[string]any{"dial": net.JoinHostPort(dialHost, dialPort)}},
-	}
-	transport := map[string]any{"protocol": "http"}
+	h := &reverseproxy.Handler{Upstreams: reverseproxy.UpstreamPool{{Dial: net.JoinHostPort(dialHost, dialPort)}}}
+	var transport reverseproxy.HTTPTransport
 	if scheme == "https" {
-		transport["tls"] = map[string]any{}
+		transport.TLS = &reverseproxy.TLSConfig{}
 	}
 	wp := p.worker
 	if sw := e.c.plainWorkers[hdWorkerKey(p.target.String())]; sw != nil {
@@ -984,14 +880,10 @@ func (e *hdEmitter) plainHandler(eff *hdEff, p *hdPass, name string, hdrs []*hdH
 	if wp.timeout == 0 {
 		wp.timeout = eff.timeout
 	}
-	if wp.connTimeout != 0 {
-		transport["dial_timeout"] = hdDur(wp.connTimeout)
-	}
-	if wp.timeout != 0 {
-		transport["response_header_timeout"] = hdDur(wp.timeout)
-	}
-	if len(transport) > 1 {
-		h["transport"] = transport
+	transport.DialTimeout = caddy.Duration(wp.connTimeout)
+	transport.ResponseHeaderTimeout = caddy.Duration(wp.timeout)
+	if transport.TLS != nil || transport.DialTimeout != 0 || transport.ResponseHeaderTimeout != 0 {
+		h.TransportRaw = caddyconfig.JSONModuleObject(&transport, "protocol", "http", nil)
 	}
 	var plainRev []*hdReverse
 	for _, r := range reverses {
@@ -1008,65 +900,47 @@ func (e *hdEmitter) plainHandler(eff *hdEff, p *hdPass, name string, hdrs []*hdH
 	if port != defPort {
 		hostHdr += ":" + dialPort
 	}
-	headers := e.headerOps(eff, hdrs, plainRev, cookieDomain, cookiePath, false)
+	hdrOps := e.headerOps(eff, hdrs, plainRev, cookieDomain, cookiePath, false)
 	if !eff.preserveHost {
-		if headers == nil {
-			headers = map[string]any{}
+		if hdrOps == nil {
+			hdrOps = &headers.Handler{}
 		}
-		req, _ := headers["request"].(map[string]any)
-		if req == nil {
-			req = map[string]any{}
-			headers["request"] = req
+		if hdrOps.Request == nil {
+			hdrOps.Request = &headers.HeaderOps{}
 		}
-		set, _ := req["set"].(map[string]any)
-		if set == nil {
-			set = map[string]any{}
-			req["set"] = set
+		if hdrOps.Request.Set == nil {
+			hdrOps.Request.Set = http.Header{}
 		}
-		set["Host"] = []string{hostHdr}
+		hdrOps.Request.Set["Host"] = []string{hostHdr}
 	}
-	if headers != nil {
-		h["headers"] = headers
-	}
-	return h, nil
+	h.Headers = hdrOps
+	return caddyconfig.JSONModuleObject(h, "handler", "reverse_proxy", nil), nil
 }
 
 // headerOps writes reverse_proxy's headers: header_up and header_down
 // operations from Header/RequestHeader, ProxyPreserveHost, ProxyAddHeaders,
 // and the ProxyPassReverse(Cookie*) rules of plain URLs.
-func (e *hdEmitter) headerOps(eff *hdEff, ops []*hdHeaderOp, plainRev []*hdReverse, cookieDomain, cookiePath []hdCookieRule, isBalancer bool) map[string]any {
-	req := map[string]any{}
-	resp := map[string]any{}
-	add := func(m map[string]any, kind, name string, val any) {
-		switch kind {
-		case "delete":
-			l, _ := m["delete"].([]string)
-			m["delete"] = append(l, name)
-		case "replace":
-			r, _ := m["replace"].(map[string]any)
-			if r == nil {
-				r = map[string]any{}
-				m["replace"] = r
-			}
-			l, _ := r[name].([]any)
-			r[name] = append(l, val)
-		default:
-			r, _ := m[kind].(map[string]any)
-			if r == nil {
-				r = map[string]any{}
-				m[kind] = r
-			}
-			l, _ := r[name].([]string)
-			r[name] = append(l, val.(string))
+func (e *hdEmitter) headerOps(eff *hdEff, ops []*hdHeaderOp, plainRev []*hdReverse, cookieDomain, cookiePath []hdCookieRule, isBalancer bool) *headers.Handler {
+	req, resp := &headers.HeaderOps{}, &headers.HeaderOps{}
+	// Header names are kept as written (no canonicalization), as httpd
+	// passes them.
+	add := func(h *http.Header, name, val string) {
+		if *h == nil {
+			*h = http.Header{}
 		}
+		(*h)[name] = append((*h)[name], val)
+	}
+	replace := func(ops *headers.HeaderOps, name, search, repl string) {
+		if ops.Replace == nil {
+			ops.Replace = map[string][]headers.Replacement{}
+		}
+		ops.Replace[name] = append(ops.Replace[name], headers.Replacement{SearchRegexp: search, Replace: repl})
 	}
 	if isBalancer && eff.preserveHost {
-		add(req, "set", "Host", "{http.request.hostport}")
+		add(&req.Set, "Host", "{http.request.hostport}")
 	}
 	if !eff.addHeaders {
-		for _, n := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
-			add(req, "delete", n, nil)
-		}
+		req.Delete = append(req.Delete, "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto")
 	}
 	for _, op := range ops {
 		m := resp
@@ -1075,41 +949,40 @@ func (e *hdEmitter) headerOps(eff *hdEff, ops []*hdHeaderOp, plainRev []*hdRever
 		}
 		switch op.action {
 		case "set":
-			add(m, "set", op.name, op.value)
+			add(&m.Set, op.name, op.value)
 		case "add":
-			add(m, "add", op.name, op.value)
+			add(&m.Add, op.name, op.value)
 		case "unset":
-			add(m, "delete", op.name, nil)
+			m.Delete = append(m.Delete, op.name)
 		case "edit":
-			add(m, "replace", op.name, map[string]any{"search_regexp": op.search, "replace": op.value})
+			replace(m, op.name, op.search, op.value)
 		}
 	}
 	for _, r := range plainRev {
 		search, repl := hdReverseRegexp(r)
 		for _, hdr := range proxypassreverse.Headers {
-			add(resp, "replace", hdr, map[string]any{"search_regexp": search, "replace": repl})
+			replace(resp, hdr, search, repl)
 		}
 	}
 	for _, r := range cookieDomain {
-		add(resp, "replace", "Set-Cookie", map[string]any{
-			"search_regexp": `(?i)((?:^|;)\s*domain=)` + regexp.QuoteMeta(r.rule.Internal) + `[^;]*`,
-			"replace":       "${1}" + hdReplEscape(r.rule.Public),
-		})
+		replace(resp, "Set-Cookie", `(?i)((?:^|;)\s*domain=)`+regexp.QuoteMeta(r.rule.Internal)+`[^;]*`,
+			"${1}"+hdReplEscape(r.rule.Public))
 	}
 	for _, r := range cookiePath {
-		add(resp, "replace", "Set-Cookie", map[string]any{
-			"search_regexp": `((?:^|;)\s*(?i:path)=)` + regexp.QuoteMeta(r.rule.Internal) + `[^;]*`,
-			"replace":       "${1}" + hdReplEscape(r.rule.Public),
-		})
+		replace(resp, "Set-Cookie", `((?:^|;)\s*(?i:path)=)`+regexp.QuoteMeta(r.rule.Internal)+`[^;]*`,
+			"${1}"+hdReplEscape(r.rule.Public))
 	}
-	out := map[string]any{}
-	if len(req) > 0 {
-		out["request"] = req
+	empty := func(o *headers.HeaderOps) bool {
+		return len(o.Add) == 0 && len(o.Set) == 0 && len(o.Delete) == 0 && len(o.Replace) == 0
 	}
-	if len(resp) > 0 {
-		out["response"] = resp
+	out := &headers.Handler{}
+	if !empty(req) {
+		out.Request = req
 	}
-	if len(out) == 0 {
+	if !empty(resp) {
+		out.Response = &headers.RespHeaderOps{HeaderOps: resp}
+	}
+	if out.Request == nil && out.Response == nil {
 		return nil
 	}
 	return out
