@@ -346,23 +346,17 @@ func (b *Balancer) SetParam(key, val string) error {
 		}
 		b.ForceRecovery = &on
 	case "maxattempts":
-		n, err := strconv.Atoi(val)
+		n, err := number(key, val, balancer.CheckMaxAttempts)
 		if err != nil {
-			return balancer.Invalid("maxattempts", val)
-		}
-		if err := balancer.CheckMaxAttempts(n); err != nil {
 			return err
 		}
 		b.MaxAttempts = &n
 	case "timeout":
-		d, err := ParseSeconds(val)
+		d, err := duration(key, val, balancer.CheckTimeout)
 		if err != nil {
-			return balancer.Invalid("timeout", val)
-		}
-		if err := balancer.CheckTimeout(d); err != nil {
 			return err
 		}
-		b.Timeout = caddy.Duration(d)
+		b.Timeout = d
 	case "failonstatus":
 		codes, err := ParseFailOnStatus([]string{val})
 		if err != nil {
@@ -370,11 +364,8 @@ func (b *Balancer) SetParam(key, val string) error {
 		}
 		b.FailOnStatus = codes // a later occurrence replaces the list, as in httpd
 	case "growth":
-		n, err := strconv.Atoi(val)
+		n, err := number(key, val, balancer.CheckGrowth)
 		if err != nil {
-			return balancer.Invalid("growth", val)
-		}
-		if err := balancer.CheckGrowth(n); err != nil {
 			return err
 		}
 		b.Growth = n
@@ -465,11 +456,8 @@ func (m *Member) SetParam(key, val string) error {
 		}
 		m.LoadFactor = f
 	case "lbset":
-		n, err := strconv.Atoi(val)
+		n, err := number(key, val, balancer.CheckLBSet)
 		if err != nil {
-			return balancer.Invalid("lbset", val)
-		}
-		if err := balancer.CheckLBSet(n); err != nil {
 			return err
 		}
 		m.LBSet = n
@@ -494,24 +482,17 @@ func (m *Member) SetParam(key, val string) error {
 		}
 		m.Status = s
 	case "retry":
-		d, err := ParseSeconds(val)
+		d, err := duration(key, val, balancer.CheckRetry)
 		if err != nil {
-			return balancer.Invalid("retry", val)
-		}
-		if err := balancer.CheckRetry(d); err != nil {
 			return err
 		}
-		cd := caddy.Duration(d)
-		m.Retry = &cd
+		m.Retry = &d
 	case "timeout":
-		d, err := ParseSeconds(val)
+		d, err := duration(key, val, balancer.CheckTimeout)
 		if err != nil {
-			return balancer.Invalid("timeout", val)
-		}
-		if err := balancer.CheckTimeout(d); err != nil {
 			return err
 		}
-		m.Timeout = caddy.Duration(d)
+		m.Timeout = d
 	case "hcmethod":
 		meth := strings.ToUpper(val)
 		if !balancer.ValidHCMethod(meth) || meth == "" {
@@ -527,31 +508,28 @@ func (m *Member) SetParam(key, val string) error {
 		}
 		m.HCURI = val
 	case "hcinterval":
-		d, err := ParseSeconds(val)
+		d, err := duration(key, val, func(d time.Duration) error {
+			if d == 0 {
+				return balancer.Invalid(key, val)
+			}
+			return balancer.HealthCheck{Interval: d}.Validate()
+		})
 		if err != nil {
-			return balancer.Invalid("hcinterval", val)
-		}
-		if err := (balancer.HealthCheck{Interval: d}).Validate(); err != nil || d == 0 {
-			return balancer.Invalid("hcinterval", val)
-		}
-		m.HCInterval = caddy.Duration(d)
-	case "hcpasses", "hcfails":
-		n, err := strconv.Atoi(val)
-		if err != nil {
-			return balancer.Invalid(key, val)
-		}
-		hc := balancer.HealthCheck{Passes: n}
-		if key == "hcfails" {
-			hc = balancer.HealthCheck{Fails: n}
-		}
-		if err := hc.Validate(); err != nil {
 			return err
 		}
-		if key == "hcpasses" {
-			m.HCPasses = n
-		} else {
-			m.HCFails = n
+		m.HCInterval = d
+	case "hcpasses":
+		n, err := number(key, val, func(n int) error { return balancer.HealthCheck{Passes: n}.Validate() })
+		if err != nil {
+			return err
 		}
+		m.HCPasses = n
+	case "hcfails":
+		n, err := number(key, val, func(n int) error { return balancer.HealthCheck{Fails: n}.Validate() })
+		if err != nil {
+			return err
+		}
+		m.HCFails = n
 	case "hcexpr":
 		if _, err := balancer.ParseHCExpr(val); err != nil {
 			return err
@@ -564,6 +542,25 @@ func (m *Member) SetParam(key, val string) error {
 		return fmt.Errorf("unknown member parameter %q", key)
 	}
 	return nil
+}
+
+// number reads an integer parameter and checks it with the engine's rule.
+func number(key, val string, check func(int) error) (int, error) {
+	n, err := strconv.Atoi(val)
+	if err != nil {
+		return 0, balancer.Invalid(key, val)
+	}
+	return n, check(n)
+}
+
+// duration reads a time parameter (ParseSeconds) and checks it with the
+// engine's rule.
+func duration(key, val string, check func(time.Duration) error) (caddy.Duration, error) {
+	d, err := ParseSeconds(val)
+	if err != nil {
+		return 0, balancer.Invalid(key, val)
+	}
+	return caddy.Duration(d), check(d)
 }
 
 // setOnOff reads httpd's On|Off, in any case.

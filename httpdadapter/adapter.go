@@ -346,9 +346,26 @@ func (c *hdConfig) server(dirs []*hdDirective, s *hdScope) error {
 	return nil
 }
 
+// hdScopeFlags are the On|Off directives whose value the scope only records.
+var hdScopeFlags = map[string]func(s *hdScope) **bool{
+	"balancerpersist":   func(s *hdScope) **bool { return &s.persist },
+	"balancerinherit":   func(s *hdScope) **bool { return &s.balInherit },
+	"proxypassinherit":  func(s *hdScope) **bool { return &s.ppInherit },
+	"proxypreservehost": func(s *hdScope) **bool { return &s.preserveHost },
+	"proxyaddheaders":   func(s *hdScope) **bool { return &s.addHeaders },
+}
+
 func (c *hdConfig) serverDirective(d *hdDirective, s *hdScope) error {
 	p := posOf(d)
 	ln := d.lname()
+	if field, ok := hdScopeFlags[ln]; ok && !d.Section {
+		v, err := hdOnOff(d)
+		if err != nil {
+			return err
+		}
+		*field(s) = &v
+		return nil
+	}
 	if d.Section {
 		switch ln {
 		case "virtualhost":
@@ -431,13 +448,6 @@ func (c *hdConfig) serverDirective(d *hdDirective, s *hdScope) error {
 			return p.errf("takes a URL and key=value parameters")
 		}
 		return c.proxySet(d, s, d.Args[0], d.Args[1:], false)
-	case "balancerpersist":
-		v, err := hdOnOff(d)
-		if err != nil {
-			return err
-		}
-		s.persist = &v
-		return nil
 	case "balancergrowth":
 		if len(d.Args) != 1 {
 			return p.errf("takes one number")
@@ -447,34 +457,6 @@ func (c *hdConfig) serverDirective(d *hdDirective, s *hdScope) error {
 			return p.errf("BalancerGrowth must be between 0 and 1000")
 		}
 		// Extra balancer slots in shared memory: no visible effect in httpd 2.4.
-		return nil
-	case "balancerinherit":
-		v, err := hdOnOff(d)
-		if err != nil {
-			return err
-		}
-		s.balInherit = &v
-		return nil
-	case "proxypassinherit":
-		v, err := hdOnOff(d)
-		if err != nil {
-			return err
-		}
-		s.ppInherit = &v
-		return nil
-	case "proxypreservehost":
-		v, err := hdOnOff(d)
-		if err != nil {
-			return err
-		}
-		s.preserveHost = &v
-		return nil
-	case "proxyaddheaders":
-		v, err := hdOnOff(d)
-		if err != nil {
-			return err
-		}
-		s.addHeaders = &v
 		return nil
 	case "proxytimeout":
 		t, err := hdSeconds(d)
