@@ -13,25 +13,28 @@ import (
 // MemberState is a point-in-time view of a member, for the manager, the JSON
 // API, tests and persistence.
 type MemberState struct {
-	Name       string        `json:"name"`
-	LoadFactor int           `json:"loadfactor"` // ×100
-	LBSet      int           `json:"lbset"`
-	Route      string        `json:"route"`
-	Redirect   string        `json:"redirect"`
-	Status     Status        `json:"-"`
-	LBStatus   int64         `json:"lbstatus"`
-	Elected    int64         `json:"elected"`
-	Busy       int64         `json:"busy"`
-	Transfer   int64         `json:"transferred"`
-	Read       int64         `json:"read"`
-	Retries    int64         `json:"retries"`
-	ErrorTime  time.Time     `json:"error_time,omitzero"`
-	Retry      time.Duration `json:"retry"`
-	Timeout    time.Duration `json:"timeout,omitempty"`
-	Dynamic    bool          `json:"dynamic,omitempty"`
-	HC         HealthCheck   `json:"hc"`
-	PCount     int           `json:"pcount"`
-	FCount     int           `json:"fcount"`
+	Name       string `json:"name"`
+	LoadFactor int    `json:"loadfactor"` // ×100
+	// EffectiveLoadFactor is the weight the lbmethods use now, ×100: the
+	// loadfactor, or less while the member ramps up (slow start).
+	EffectiveLoadFactor int           `json:"effective_loadfactor"`
+	LBSet               int           `json:"lbset"`
+	Route               string        `json:"route"`
+	Redirect            string        `json:"redirect"`
+	Status              Status        `json:"-"`
+	LBStatus            int64         `json:"lbstatus"`
+	Elected             int64         `json:"elected"`
+	Busy                int64         `json:"busy"`
+	Transfer            int64         `json:"transferred"`
+	Read                int64         `json:"read"`
+	Retries             int64         `json:"retries"`
+	ErrorTime           time.Time     `json:"error_time,omitzero"`
+	Retry               time.Duration `json:"retry"`
+	Timeout             time.Duration `json:"timeout,omitempty"`
+	Dynamic             bool          `json:"dynamic,omitempty"`
+	HC                  HealthCheck   `json:"hc"`
+	PCount              int           `json:"pcount"`
+	FCount              int           `json:"fcount"`
 }
 
 // State returns the member's current state.
@@ -43,7 +46,7 @@ func (m *Member) State() MemberState {
 
 func (m *Member) stateLocked() MemberState {
 	s := MemberState{
-		Name: m.name, LoadFactor: m.lbfactor, LBSet: m.lbset, Route: m.route, Redirect: m.redirect,
+		Name: m.name, LoadFactor: m.lbfactor, EffectiveLoadFactor: m.lbfactor, LBSet: m.lbset, Route: m.route, Redirect: m.redirect,
 		Status: m.status, LBStatus: m.lbstatus, Elected: m.elected.Load(), Busy: m.busy.Load(),
 		Transfer: m.transfer.Load(), Read: m.read.Load(), Retries: m.retries.Load(),
 		Retry: m.retry, Timeout: m.timeout, Dynamic: m.dynamic, HC: m.hc, PCount: m.pcount, FCount: m.fcount,
