@@ -52,6 +52,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    failonstatus     <code>[,| ]<code>...
 //	    failontimeout    on|off
 //	    growth           <n>
+//	    growth_allow     <host|IP|CIDR>...
 //	    persist          on|off
 //	    nonce            <value>|None
 //	    route_cookie     [<attributes>]
@@ -157,7 +158,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 var ownSubdirectives = map[string]bool{
 	"lbmethod": true, "stickysession": true, "stickysessionsep": true, "scolonpathdelim": true,
 	"nofailover": true, "maxattempts": true, "timeout": true, "forcerecovery": true,
-	"failonstatus": true, "failontimeout": true, "growth": true, "persist": true, "nonce": true,
+	"failonstatus": true, "failontimeout": true, "growth": true, "growth_allow": true, "persist": true, "nonce": true,
 	"route_cookie": true, "balancer_member": true, "proxy_pass_reverse": true,
 	"proxy_pass_reverse_cookie_domain": true, "proxy_pass_reverse_cookie_path": true,
 }
@@ -242,6 +243,19 @@ func (h *Handler) unmarshalBalancerParam(d *caddyfile.Dispenser, key string) err
 			return err
 		}
 		h.RouteCookie = &config.RouteCookie{Attributes: strings.Join(args, " ")}
+		return nil
+	case "growth_allow":
+		args, err := lineArgs(d)
+		if err != nil {
+			return err
+		}
+		if len(args) == 0 {
+			return d.Errf("growth_allow: want host names, IP addresses or CIDR ranges")
+		}
+		if err := balancer.CheckGrowthAllow(args); err != nil {
+			return d.Errf("%v", err)
+		}
+		h.GrowthAllow = append(h.GrowthAllow, args...)
 		return nil
 	case "failonstatus":
 		args, err := lineArgs(d)

@@ -1,11 +1,15 @@
 package caddybalancer
 
 import (
+	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"reflect"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -169,6 +173,7 @@ func (e *registryEntry) commitLocked(app *App) {
 	e.bal.SetOnStatusChange(func(m *balancer.Member, old, new balancer.Status, reason string) {
 		app.onStatusChange(e.name, m, old, new, reason)
 	})
+	e.bal.SetMemberPolicy(func(a balancer.MemberAddress) error { return runtimeMemberPolicy(e.bal, a) })
 	if e.checker == nil {
 		e.checker = hcheck.Start(e.bal, e.logger)
 	}
@@ -198,7 +203,86 @@ func (e *registryEntry) Destruct() error {
 	}
 	e.bal.SetOnStatusChange(nil)
 	e.bal.SetOnEdit(nil)
+	e.bal.SetMemberPolicy(nil)
 	return nil
+}
+
+// resolveTimeout bounds the look-up of a run-time member's host name.
+const resolveTimeout = 3 * time.Second
+
+// runtimeMemberPolicy is the check of every member added at run time (the
+// manager, the JSON API, a restored state, the fleet sync): it must not
+// point at this Caddy itself (its admin endpoint or one of its own
+// listeners: through the balancer, any client could reach the admin API or
+// loop requests back), and it must be within the balancer's growth_allow.
+// The host is resolved once, when the member is added.
+func runtimeMemberPolicy(b *balancer.Balancer, a balancer.MemberAddress) error {
+	var ips []netip.Addr
+	if ip, err := netip.ParseAddr(a.Host); err == nil {
+		ips = []netip.Addr{ip.Unmap()}
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+		defer cancel()
+		found, err := net.DefaultResolver.LookupNetIP(ctx, "ip", a.Host)
+		if err != nil && !b.GrowthAllows(a.Host, nil) {
+			return fmt.Errorf("host %s does not resolve (%v), so growth_allow cannot admit it", a.Host, err)
+		}
+		for _, ip := range found {
+			ips = append(ips, ip.Unmap())
+		}
+	}
+	if isSelf(a.Host, a.Port, ips) {
+		return fmt.Errorf("%s:%s is this Caddy's own listener (its admin endpoint or a site)", a.Host, a.Port)
+	}
+	if !b.GrowthAllows(a.Host, ips) {
+		return fmt.Errorf("host %s is not in the balancer's growth_allow", a.Host)
+	}
+	return nil
+}
+
+// isSelf reports whether host:port, whose addresses are ips, is one of
+// this Caddy's listeners: Caddy's listener pool (which holds the admin
+// endpoint's and the sites' listeners) has one for that port on a local
+// address, on the wildcard address, or on the name as written.
+func isSelf(host, port string, ips []netip.Addr) bool {
+	keys := []string{net.JoinHostPort(host, port)}
+	local := false
+	for _, ip := range ips {
+		if isLocalAddr(ip) {
+			local = true
+			keys = append(keys, net.JoinHostPort(ip.String(), port))
+		}
+	}
+	if local {
+		keys = append(keys, ":"+port, net.JoinHostPort("0.0.0.0", port), net.JoinHostPort("::", port),
+			net.JoinHostPort("localhost", port), net.JoinHostPort("127.0.0.1", port), net.JoinHostPort("::1", port))
+	}
+	for _, k := range keys {
+		for _, network := range []string{"tcp", "tcp4", "tcp6"} {
+			if caddy.ListenerUsage(network, k) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// isLocalAddr reports whether ip is an address of this host: loopback,
+// unspecified, or one of its interfaces' addresses.
+func isLocalAddr(ip netip.Addr) bool {
+	if ip.IsLoopback() || ip.IsUnspecified() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Unmap() == ip {
+			return true
+		}
+	}
+	return false
 }
 
 // listed reports whether the entry is shown (a load using it was committed).

@@ -556,3 +556,67 @@ func TestSecurityBodyLimit(t *testing.T) {
 		t.Fatalf("after the huge bodies: %d", r.Status)
 	}
 }
+
+// TestSecurityRuntimeMembers: a run-time member may not point at this Caddy
+// (its admin endpoint, under any name, or one of its sites: through the
+// balancer every client of the site would reach the admin API), must be
+// http or https on a port from 1 to 65535, and must be within growth_allow
+// when the balancer has one; the JSON API and the manager form both refuse
+// and nothing is added.
+func TestSecurityRuntimeMembers(t *testing.T) {
+	bs := startBackends(t, 1)
+	port, aport := freePort(t), freePort(t)
+	loadCaddyfile(t, fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	persist_config off
+}
+http://127.0.0.1:%d {
+	balancer /open* open {
+		growth 5
+		nonce n1
+		balancer_member %s
+	}
+	balancer listed {
+		growth 5
+		growth_allow 10.0.0.0/8 backend.internal
+		balancer_member %s
+	}
+}`, aport, port, bs[0].URL, bs[0].URL))
+	admin := fmt.Sprintf("http://127.0.0.1:%d", aport)
+	add := func(bal, url string) result {
+		return adminDo(t, "POST", admin+"/balancers/"+bal+"/members", fmt.Sprintf(`{"url": %q, "status": "-D"}`, url))
+	}
+	for _, u := range []string{
+		fmt.Sprintf("http://127.0.0.1:%d", aport), // the admin endpoint
+		fmt.Sprintf("http://localhost:%d", aport), // by another name
+		fmt.Sprintf("http://[::1]:%d", aport),
+		fmt.Sprintf("http://127.0.0.1:%d/config/", aport),
+		fmt.Sprintf("http://127.0.0.1:%d", port), // the site itself: a loop
+	} {
+		wantError(t, add("open", u), 403, "this Caddy's own listener")
+	}
+	for _, u := range []string{"h2c://10.0.0.1:80", "ws://10.0.0.1", "wss://10.0.0.1", "h2://10.0.0.1",
+		"http://10.0.0.1:0", "http://10.0.0.1:99999", "10.0.0.1:8080"} {
+		if r := add("open", u); r.Status != 400 {
+			t.Errorf("POST %s: %d %s, want 400", u, r.Status, r.Body)
+		}
+	}
+	wantError(t, add("listed", "http://192.0.2.1:80"), 403, "growth_allow")
+	wantError(t, add("listed", fmt.Sprintf("http://127.0.0.1:%d", aport)), 403, "own listener")
+	for _, u := range []string{"http://10.1.2.3:8080", "http://backend.internal:81"} {
+		if r := add("listed", u); r.Status != 201 {
+			t.Errorf("POST %s to listed: %d %s, want 201", u, r.Status, r.Body)
+		}
+	}
+	// The manager form: 400 and nothing added.
+	form := "b=open&nonce=n1&b_wyes=1&b_nwrkr=" + url.QueryEscape(fmt.Sprintf("http://127.0.0.1:%d", aport))
+	req, _ := http.NewRequest("POST", admin+"/balancer-manager", strings.NewReader(form))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if r := do(t, req); r.Status != 400 {
+		t.Errorf("manager add of the admin endpoint: %d, want 400", r.Status)
+	}
+	b := decodeBalancer(t, adminDo(t, "GET", admin+"/balancers/open", ""))
+	if len(b.Members) != 1 {
+		t.Fatalf("open has %d members, want only the configured one: %+v", len(b.Members), b.Members)
+	}
+}

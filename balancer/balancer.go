@@ -46,6 +46,9 @@ type Config struct {
 	FailOnTimeout bool
 	// Growth: free member slots for members added at run time.
 	Growth int
+	// GrowthAllow limits the members added at run time to these hosts: host
+	// names, IP addresses or CIDR ranges (growth_allow). Empty: any host.
+	GrowthAllow []string
 	// Nonce of the balancer-manager; empty with NonceSet means read-only (None).
 	Nonce    string
 	NonceSet bool
@@ -73,6 +76,7 @@ type Balancer struct {
 	failOnStatus       []int
 	failOnTimeout      bool
 	growth             int
+	allow              allowList // growth_allow
 	maxMembers         int
 	nonce              string
 
@@ -89,7 +93,7 @@ type Balancer struct {
 	// if none was given (docs/behaviour.md §7.3).
 	shownMaxAttempts int
 	// policy is the check of members added at run time (SetMemberPolicy).
-	policy atomic.Pointer[func(MemberView) error]
+	policy atomic.Pointer[func(MemberAddress) error]
 	// durability is where run-time changes are kept (SetDurability).
 	durability atomic.Pointer[Durability]
 
@@ -185,6 +189,7 @@ func (b *Balancer) configure(cfg Config, old []*Member) error {
 	b.failOnStatus = cfg.FailOnStatus
 	b.failOnTimeout = cfg.FailOnTimeout
 	b.growth = cfg.Growth
+	b.allow, _ = parseAllowList(cfg.GrowthAllow) // validated above
 	b.maxMembers = len(cfg.Members) + cfg.Growth
 	if cfg.NonceSet {
 		b.nonce = cfg.Nonce

@@ -119,6 +119,9 @@ type Applied struct {
 // edit hooks (ReasonManager, ReasonAPI, ...).
 func (b *Balancer) Apply(e Edit, reason string) (Applied, error) {
 	var res Applied
+	if err := b.checkPolicy(e.Add); err != nil {
+		return res, err
+	}
 	b.mu.Lock()
 	adds, err := b.checkEditLocked(&e)
 	if err != nil {
@@ -243,8 +246,8 @@ func (me *MemberEdit) check() error {
 // newRuntimeMemberLocked builds a member to add at run time: it must not
 // match an existing member (by the longest-prefix rule, or by its normalized
 // name) nor one added by the same edit, a slot must be free (counting the
-// members the edit removes), the URL must be valid and the member policy must
-// admit it.
+// members the edit removes) and the URL must be valid. The member policy was
+// asked before (checkPolicy).
 func (b *Balancer) newRuntimeMemberLocked(mc MemberConfig, adding []*Member, removing int) (*Member, error) {
 	if b.findMemberLocked(mc.URL) != nil {
 		return nil, ErrMemberExists
@@ -268,11 +271,6 @@ func (b *Balancer) newRuntimeMemberLocked(mc MemberConfig, adding []*Member, rem
 	for _, x := range adding {
 		if x.name == m.name {
 			return nil, ErrMemberExists
-		}
-	}
-	if p := b.policy.Load(); p != nil {
-		if err := (*p)(m.viewLocked()); err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrMemberRefused, m.name, err)
 		}
 	}
 	m.dynamic = true
@@ -362,16 +360,46 @@ func (b *Balancer) maxAttemptsSetLocked() bool {
 	return b.cfg.MaxAttemptsSet || len(b.cfg.Members) > 1
 }
 
+// MemberAddress is where a member added at run time would send requests,
+// for the member policy: its normalized URL and its parts.
+type MemberAddress struct {
+	// Name is the normalized URL (the member's name).
+	Name string
+	// Scheme is http or https; Host the host name or IP address (IPv6
+	// without brackets), lower-cased; Port the port, defaulted.
+	Scheme, Host, Port string
+}
+
 // SetMemberPolicy installs fn (nil removes it) as the check every member
 // added at run time must pass, whoever adds it (the manager, the JSON API,
-// a restored persistence file, the fleet sync). fn is called with the
-// balancer's lock held and must not call the balancer's methods.
-func (b *Balancer) SetMemberPolicy(fn func(MemberView) error) {
+// a restored persistence file, the fleet sync). fn is called without the
+// balancer's lock (it may take time, e.g. to resolve a name) and may call
+// the balancer's methods.
+func (b *Balancer) SetMemberPolicy(fn func(MemberAddress) error) {
 	if fn == nil {
 		b.policy.Store(nil)
 		return
 	}
 	b.policy.Store(&fn)
+}
+
+// checkPolicy asks the member policy about every member to add. A URL that
+// is not valid is left to the edit's check, which reports it.
+func (b *Balancer) checkPolicy(add []MemberConfig) error {
+	p := b.policy.Load()
+	if p == nil {
+		return nil
+	}
+	for _, mc := range add {
+		name, scheme, host, port, _, _, err := NormalizeURL(mc.URL)
+		if err != nil {
+			continue
+		}
+		if err := (*p)(MemberAddress{Name: name, Scheme: scheme, Host: host, Port: port}); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrMemberRefused, name, err)
+		}
+	}
+	return nil
 }
 
 // ParseStatusChange reads a run-time status change in httpd's `status=`

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -208,8 +209,8 @@ func TestManageAddRemoveMember(t *testing.T) {
 
 func TestManageMemberPolicy(t *testing.T) {
 	b := mgBalancer(t, Config{Members: mgMembers("http://a"), Growth: 3})
-	b.SetMemberPolicy(func(m MemberView) error {
-		if m.Hostname == "forbidden" {
+	b.SetMemberPolicy(func(m MemberAddress) error {
+		if m.Host == "forbidden" {
 			return errors.New("not on the list")
 		}
 		return nil
@@ -222,6 +223,37 @@ func TestManageMemberPolicy(t *testing.T) {
 	}
 	if n := len(b.Members()); n != 2 {
 		t.Errorf("%d members, want 2", n)
+	}
+}
+
+func TestGrowthAllow(t *testing.T) {
+	if _, err := New(Config{Name: "ga", GrowthAllow: []string{"10.0.0.0/8", "not a host"}}); err == nil ||
+		!strings.Contains(err.Error(), "growth_allow") {
+		t.Errorf("bad entry: %v", err)
+	}
+	b := mgBalancer(t, Config{Members: mgMembers("http://a"), Growth: 3,
+		GrowthAllow: []string{"10.0.0.0/8", "192.0.2.7", "App.Internal"}})
+	addr := func(s string) []netip.Addr { return []netip.Addr{netip.MustParseAddr(s)} }
+	for _, c := range []struct {
+		host string
+		ips  []netip.Addr
+		want bool
+	}{
+		{"10.1.2.3", addr("10.1.2.3"), true},
+		{"192.0.2.7", addr("192.0.2.7"), true},
+		{"192.0.2.8", addr("192.0.2.8"), false},
+		{"app.internal", nil, true},
+		{"db.internal", addr("10.9.9.9"), true},
+		{"db.internal", []netip.Addr{netip.MustParseAddr("10.9.9.9"), netip.MustParseAddr("127.0.0.1")}, false},
+		{"unresolved.example", nil, false},
+		{"::ffff:10.0.0.1", addr("::ffff:10.0.0.1"), true},
+	} {
+		if got := b.GrowthAllows(c.host, c.ips); got != c.want {
+			t.Errorf("GrowthAllows(%s, %v) = %v, want %v", c.host, c.ips, got, c.want)
+		}
+	}
+	if open := mgBalancer(t, Config{Members: mgMembers("http://a")}); !open.GrowthAllows("anything", nil) {
+		t.Error("no growth_allow refuses a host")
 	}
 }
 

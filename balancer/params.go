@@ -79,6 +79,7 @@ var rules = map[string]string{
 	"runtime timeout":     "a duration from 0 to 7200s",
 	"failonstatus":        "HTTP response codes from 100 to 599",
 	"growth":              "a number from 1 to 100",
+	"growth_allow":        "host names, IP addresses or CIDR ranges (10.0.0.0/8)",
 	"nonce":               "at most 36 characters, or None",
 	"loadfactor":          "a number from 1 to 100",
 	"lbset":               "a number from 0 to 99",
@@ -274,6 +275,9 @@ func (cfg *Config) validate() error {
 		if err := CheckGrowth(cfg.Growth); err != nil {
 			return err
 		}
+	}
+	if _, err := parseAllowList(cfg.GrowthAllow); err != nil {
+		return err
 	}
 	return CheckNonce(cfg.Nonce)
 }

@@ -74,6 +74,15 @@ type Balancer struct {
 	// Growth is the number of members that may be added at run time, 0 to 100.
 	Growth int `json:"growth,omitempty"`
 
+	// GrowthAllow limits the members added at run time (manager, JSON API,
+	// fleet sync, restored state) to these hosts: host names, IP addresses
+	// or CIDR ranges ("10.0.0.0/8"). A name given here matches the member's
+	// host name as written; a range matches every address the host resolves
+	// to when the member is added. Default: any host, except this Caddy's
+	// own listeners (its admin endpoint and its sites), which are always
+	// refused.
+	GrowthAllow []string `json:"growth_allow,omitempty"`
+
 	// Persist keeps run-time changes in Caddy's storage across restarts
 	// (httpd's BalancerPersist).
 	Persist bool `json:"persist,omitempty"`
@@ -185,6 +194,7 @@ func (b *Balancer) Engine() (balancer.Config, error) {
 		FailOnStatus:    b.FailOnStatus,
 		FailOnTimeout:   b.FailOnTimeout,
 		Growth:          b.Growth,
+		GrowthAllow:     b.GrowthAllow,
 		StickySeparator: '.',
 	}
 	if cfg.Name == "" {
@@ -276,7 +286,7 @@ func DefaultName(members []Member) string {
 func (b *Balancer) Defines() bool {
 	return len(b.Members) > 0 || b.LBMethod != "" || b.StickySession != "" || b.StickySessionSep != "" ||
 		b.SColonPathDelim || b.NoFailover || b.MaxAttempts != nil || b.Timeout != 0 || b.ForceRecovery != nil ||
-		len(b.FailOnStatus) > 0 || b.FailOnTimeout || b.Growth != 0 || b.Persist || b.Nonce != nil
+		len(b.FailOnStatus) > 0 || b.FailOnTimeout || b.Growth != 0 || len(b.GrowthAllow) > 0 || b.Persist || b.Nonce != nil
 }
 
 // ParseName reads a balancer name as httpd's ProxyPass and <Proxy> take it:
