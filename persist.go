@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/lbset/caddy-balancer/balancer"
@@ -46,6 +49,20 @@ type kvStorage interface {
 	Load(ctx context.Context, key string) ([]byte, error)
 }
 
+// listStorage is the part of certmagic.Storage that finds and removes the
+// temporary files a killed write left behind.
+type listStorage interface {
+	List(ctx context.Context, prefix string, recursive bool) ([]string, error)
+	Stat(ctx context.Context, key string) (certmagic.KeyInfo, error)
+	Delete(ctx context.Context, key string) error
+}
+
+// PersistFailedEvent is the Caddy event emitted when writing a balancer's
+// state fails (data: balancer, key, error); the change stands, in memory
+// only. The JSON API's answers and the manager page say so too, and the
+// metric caddy_balancer_persist_failures_total counts the failures.
+const PersistFailedEvent = "balancer_persist_failed"
+
 // persister writes one balancer's state after every run-time change.
 type persister struct {
 	// mu is held from the snapshot to the end of its write, so that
@@ -55,6 +72,7 @@ type persister struct {
 	on      bool
 	storage kvStorage
 	logger  *zap.Logger
+	emit    func(event string, data map[string]any)
 }
 
 // setPersist sets up persistence from a committed definition and, on the
@@ -63,15 +81,20 @@ type persister struct {
 func (e *registryEntry) setPersist(app *App, def *definition, first bool) {
 	p := &e.persist
 	p.mu.Lock()
-	p.on, p.storage, p.logger = def.persist && def.storage != nil, def.storage, app.logger
+	p.on, p.storage, p.logger, p.emit = def.persist && def.storage != nil, def.storage, app.logger, app.emit
 	if def.persist && def.storage == nil {
 		app.logger.Error("balancer persist: no storage available", zap.String("balancer", e.name))
 	}
+	on := p.on
 	p.mu.Unlock()
-	d := e.bal.Durability()
-	d.Persist = p.on
-	e.bal.SetDurability(d)
-	if first && p.on {
+	e.bal.UpdateDurability(func(d *balancer.Durability) {
+		d.Persist = on
+		if !on {
+			d.PersistError, d.PersistErrorTime = "", time.Time{}
+		}
+	})
+	if first && on {
+		removeOrphans(p.storage, p.logger)
 		e.restore()
 	}
 	e.bal.SetOnEdit(func(b *balancer.Balancer, _ balancer.Edit, _ string) { e.save() })
@@ -97,9 +120,56 @@ func (e *registryEntry) save() {
 	defer cancel()
 	// certmagic's file storage writes through a temporary file and a rename,
 	// so a reader never sees half a file.
-	if err := p.storage.Store(ctx, persistKey(snap.Name), data); err != nil {
-		p.logger.Error("balancer persist: writing state", zap.String("balancer", snap.Name),
-			zap.String("key", persistKey(snap.Name)), zap.Error(err))
+	key := persistKey(snap.Name)
+	err = p.storage.Store(ctx, key, data)
+	e.bal.UpdateDurability(func(d *balancer.Durability) {
+		if err != nil {
+			d.PersistError, d.PersistErrorTime = err.Error(), time.Now()
+			d.PersistFailures++
+		} else {
+			d.PersistError, d.PersistErrorTime = "", time.Time{}
+		}
+	})
+	if err != nil {
+		p.logger.Error("balancer persist: writing state failed; the change is in force but not persisted",
+			zap.String("balancer", snap.Name), zap.String("key", key), zap.Error(err))
+		if p.emit != nil {
+			p.emit(PersistFailedEvent, map[string]any{"balancer": snap.Name, "key": key, "error": err.Error()})
+		}
+	}
+}
+
+// orphanAge is how old a temporary file must be to count as left behind by
+// a killed write (a write takes milliseconds; another node sharing the
+// storage may be writing right now).
+const orphanAge = time.Minute
+
+// removeOrphans removes the temporary files that writes killed halfway left
+// under balancer/ (certmagic's file storage writes a file named with digits
+// only, then renames it): they are not state files and would pile up.
+func removeOrphans(st kvStorage, logger *zap.Logger) {
+	ls, ok := st.(listStorage)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	keys, err := ls.List(ctx, "balancer", false)
+	if err != nil {
+		return
+	}
+	for _, k := range keys {
+		base := path.Base(k)
+		if strings.Trim(base, "0123456789") != "" {
+			continue
+		}
+		info, err := ls.Stat(ctx, k)
+		if err != nil || !info.IsTerminal || time.Since(info.Modified) < orphanAge {
+			continue
+		}
+		if err := ls.Delete(ctx, k); err == nil {
+			logger.Info("balancer persist: removed a temporary file left by an interrupted write", zap.String("key", k))
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/lbset/caddy-balancer/api"
@@ -166,5 +167,118 @@ func TestPersistCorruptAndOff(t *testing.T) {
 	}
 	if strings.Contains(get(t, admin+"/balancer-manager").Body, "will be persisted") {
 		t.Error("page says changes are persisted")
+	}
+}
+
+// TestPersistFailureVisible: when the state cannot be written, the change
+// stands but everyone who looks is told: the JSON API's answer and balancer
+// JSON, the manager page, the metric and the event. The next successful
+// write clears the error.
+func TestPersistFailureVisible(t *testing.T) {
+	bs := startBackends(t, 2)
+	dir := t.TempDir()
+	// balancer/ is a file: every write of balancer/pf.json fails, even as root.
+	blocker := filepath.Join(dir, "balancer")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port, aport := freePort(t), freePort(t)
+	admin := fmt.Sprintf("127.0.0.1:%d", aport)
+	apiURL := "http://" + admin + "/balancers/pf"
+	loadCaddy(t, []byte(fmt.Sprintf(`{
+	"admin": {"listen": %q, "config": {"persist": false}},
+	"storage": {"module": "file_system", "root": %q},
+	"apps": {
+		"events": {"subscriptions": [{"events": ["balancer_persist_failed"], "handlers": [{"handler": "balancer_test_recorder"}]}]},
+		"http": {"servers": {"s": {"listen": ["127.0.0.1:%d"], "routes": [{"handle": [
+			{"handler": "balancer", "name": "pf", "persist": true, "members": [{"url": %q, "route": "r1"}, {"url": %q}]}]}]}}}
+	}
+}`, admin, dir, port, bs[0].URL, bs[1].URL)))
+
+	r := adminDo(t, "PATCH", apiURL+"/members/r1", `{"status": "+D"}`)
+	m := decodeMember(t, r)
+	if r.Status != 200 || m.Flags != "OD" || len(m.Warnings) != 1 || !strings.Contains(m.Warnings[0], "not persisted") {
+		t.Fatalf("answer to the change: %d %+v, want 200, the change, and a warning that it was not persisted", r.Status, m)
+	}
+	b := decodeBalancer(t, adminDo(t, "GET", apiURL, ""))
+	if !b.Persist || b.PersistError == "" || len(b.Warnings) != 1 {
+		t.Fatalf("balancer JSON: persist %v, persist_error %q, warnings %q", b.Persist, b.PersistError, b.Warnings)
+	}
+	if page := get(t, "http://"+admin+"/balancer-manager").Body; !strings.Contains(page, "balancer://pf: the change is in force but was not persisted") {
+		t.Errorf("manager page shows no notice:\n%s", page)
+	}
+	if v := scrapeMetrics(t, admin)[`caddy_balancer_persist_failures_total{balancer="pf"}`]; v != 1 {
+		t.Errorf("caddy_balancer_persist_failures_total = %v, want 1", v)
+	}
+	recordedMu.Lock()
+	var failed []map[string]any
+	for _, d := range recordedEvents {
+		if d["_name"] == PersistFailedEvent && d["balancer"] == "pf" {
+			failed = append(failed, d)
+		}
+	}
+	recordedMu.Unlock()
+	if len(failed) != 1 || failed[0]["key"] != "balancer/pf.json" || failed[0]["error"] == "" {
+		t.Errorf("balancer_persist_failed events: %v", failed)
+	}
+
+	// The storage works again: the next change is written and the error clears.
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	r = adminDo(t, "PATCH", apiURL+"/members/r1", `{"lbset": 2}`)
+	if m := decodeMember(t, r); len(m.Warnings) != 0 {
+		t.Fatalf("warnings after a good write: %q", m.Warnings)
+	}
+	if b := decodeBalancer(t, adminDo(t, "GET", apiURL, "")); b.PersistError != "" {
+		t.Fatalf("persist_error after a good write: %q", b.PersistError)
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "balancer", "pf.json")); err != nil || !strings.Contains(string(data), `"flags": "D"`) {
+		t.Fatalf("state file after recovery: %v\n%s", err, data)
+	}
+}
+
+// TestPersistRemovesOrphans: temporary files that writes killed halfway left
+// under balancer/ are removed at start, once old enough that no other
+// process can still be writing them; the state file is untouched.
+func TestPersistRemovesOrphans(t *testing.T) {
+	bs := startBackends(t, 1)
+	dir := t.TempDir()
+	bdir := filepath.Join(dir, "balancer")
+	if err := os.MkdirAll(bdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	for _, name := range []string{"123456789", "987654321"} {
+		p := filepath.Join(bdir, name)
+		if err := os.WriteFile(p, []byte(`{"half`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh := filepath.Join(bdir, "555555555") // a write of another node, in progress
+	if err := os.WriteFile(fresh, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(bdir, "notes.txt")
+	if err := os.WriteFile(other, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(other, old, old); err != nil {
+		t.Fatal(err)
+	}
+	port, aport := freePort(t), freePort(t)
+	loadCaddyfile(t, persistConfig(aport, port, dir, "on", bs[0].URL))
+	for _, gone := range []string{"123456789", "987654321"} {
+		if _, err := os.Stat(filepath.Join(bdir, gone)); !os.IsNotExist(err) {
+			t.Errorf("orphan %s not removed: %v", gone, err)
+		}
+	}
+	for _, kept := range []string{fresh, other} {
+		if _, err := os.Stat(kept); err != nil {
+			t.Errorf("%s removed: %v", kept, err)
+		}
 	}
 }

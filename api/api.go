@@ -62,8 +62,14 @@ type Balancer struct {
 	MaxMembers       int      `json:"max_members"`
 	FreeSlots        int      `json:"free_slots"`
 	Persist          bool     `json:"persist"`
-	Nonce            string   `json:"nonce"`
-	Members          []Member `json:"members"`
+	// PersistError is the error of the last write of the state if it
+	// failed (persist on); absent once a write succeeds.
+	PersistError string   `json:"persist_error,omitempty"`
+	Nonce        string   `json:"nonce"`
+	Members      []Member `json:"members"`
+	// Warnings say where run-time changes are not kept as configured: not
+	// persisted (the storage failed), not yet shared with the fleet.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Member is a member in the JSON API.
@@ -98,6 +104,9 @@ type Member struct {
 	HCExpr      string     `json:"hcexpr"`
 	PCount      int        `json:"pcount"`
 	FCount      int        `json:"fcount"`
+	// Warnings, in the answer to a change of the member, say where the
+	// change is not kept as configured (see Balancer.Warnings).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Error is an error answer.
@@ -111,8 +120,9 @@ func NewBalancer(v balancer.View) Balancer {
 		Name: v.Name, LBMethod: v.LBMethod, SColonPathDelim: v.SColonPathDelim, NoFailover: v.NoFailover,
 		MaxAttempts: v.MaxAttempts, Timeout: v.Timeout.String(), ForceRecovery: v.ForceRecovery,
 		FailOnStatus: v.FailOnStatus, FailOnTimeout: v.FailOnTimeout, Growth: v.Growth,
-		MaxMembers: v.MaxMembers, FreeSlots: v.FreeSlots(), Persist: v.Durability.Persist, Nonce: v.Nonce,
-		Members: make([]Member, 0, len(v.Members)),
+		MaxMembers: v.MaxMembers, FreeSlots: v.FreeSlots(), Persist: v.Durability.Persist,
+		PersistError: v.Durability.PersistError, Nonce: v.Nonce, Members: make([]Member, 0, len(v.Members)),
+		Warnings: v.Durability.Warnings(),
 	}
 	if out.FailOnStatus == nil {
 		out.FailOnStatus = []int{}
@@ -155,6 +165,14 @@ func NewMember(m balancer.MemberView) Member {
 		t := m.ErrorTime.UTC()
 		am.ErrorTime = &t
 	}
+	return am
+}
+
+// changedMember is the answer to a change of a member: its JSON, with the
+// balancer's warnings.
+func changedMember(b *balancer.Balancer, m *balancer.Member) Member {
+	am := NewMember(m.View())
+	am.Warnings = b.Durability().Warnings()
 	return am
 }
 
@@ -295,7 +313,7 @@ func (h Handler) serve(r *http.Request) (int, any, error) {
 			if err != nil {
 				return 0, nil, err
 			}
-			return http.StatusCreated, NewMember(m.View()), nil
+			return http.StatusCreated, changedMember(b, m), nil
 		}
 	case 3:
 		m := FindMember(b, segs[2])
@@ -309,7 +327,7 @@ func (h Handler) serve(r *http.Request) (int, any, error) {
 			if err := h.patchMember(b, m, r); err != nil {
 				return 0, nil, err
 			}
-			return http.StatusOK, NewMember(m.View()), nil
+			return http.StatusOK, changedMember(b, m), nil
 		case http.MethodDelete:
 			if _, err := b.Apply(balancer.Edit{Remove: []string{m.Name()}}, balancer.ReasonAPI); err != nil {
 				return 0, nil, editError(err)

@@ -238,16 +238,18 @@ func (b *Balancer) memberByNameLocked(name string) *Member {
 }
 
 // Durability says where the balancer's run-time changes are kept besides
-// memory, as the balancer's owner reports it (SetDurability): the manager
+// memory, as the balancer's owner reports it (UpdateDurability): the manager
 // page, the JSON API and the metrics show it.
 type Durability struct {
 	// Persist: run-time changes are written to storage (persist on, httpd's
 	// BalancerPersist).
 	Persist bool
 	// PersistError is the error of the last write if it failed; empty once a
-	// write succeeds. PersistErrorTime is when it failed.
+	// write succeeds. PersistErrorTime is when it failed; PersistFailures
+	// counts the failed writes since the balancer was created.
 	PersistError     string
 	PersistErrorTime time.Time
+	PersistFailures  int64
 	// Fleet is the state of the fleet sync, nil if the balancer is not shared.
 	Fleet *FleetState
 }
@@ -267,10 +269,38 @@ type FleetState struct {
 	LastError string
 }
 
-// SetDurability records where the balancer's run-time changes are kept.
-func (b *Balancer) SetDurability(d Durability) { b.durability.Store(&d) }
+// UpdateDurability changes where the balancer's run-time changes are kept,
+// as its owner reports it, with fn (atomically with respect to other
+// updates).
+func (b *Balancer) UpdateDurability(fn func(*Durability)) {
+	for {
+		old := b.durability.Load()
+		d := Durability{}
+		if old != nil {
+			d = *old
+		}
+		fn(&d)
+		if b.durability.CompareAndSwap(old, &d) {
+			return
+		}
+	}
+}
 
-// Durability returns what SetDurability recorded last.
+// Warnings are what a run-time change's answer tells about where the change
+// is kept: empty when it is persisted (or persistence is off) and shared
+// (or there is no fleet).
+func (d Durability) Warnings() []string {
+	var w []string
+	if d.Persist && d.PersistError != "" {
+		w = append(w, "the change is in force but was not persisted: "+d.PersistError)
+	}
+	if f := d.Fleet; f != nil && f.Pending > 0 {
+		w = append(w, "the change is in force on this node but not yet shared with the fleet: "+f.LastError)
+	}
+	return w
+}
+
+// Durability returns what UpdateDurability recorded last.
 func (b *Balancer) Durability() Durability {
 	if d := b.durability.Load(); d != nil {
 		return *d

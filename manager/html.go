@@ -153,6 +153,13 @@ func (p *page) html() string {
 		}
 	}
 	b.WriteString("<dt>Balancer changes will " + notIf(!persisted) + "be persisted on restart.</dt>")
+	// Not in httpd's page: where changes are not kept as configured (a
+	// failing storage, a fleet store out of reach). Only then.
+	for _, v := range views {
+		for _, w := range v.Durability.Warnings() {
+			b.WriteString("<dt>balancer://" + esc(v.Name) + ": " + esc(w) + "</dt>")
+		}
+	}
 	b.WriteString("<dt>Balancers are NOT inherited from main server.</dt>")
 	b.WriteString("<dt>ProxyPass settings are NOT inherited from main server.</dt>")
 	b.WriteString("</dl>\n")

@@ -31,6 +31,9 @@ var (
 	descHC = prometheus.NewDesc("caddy_balancer_member_healthcheck_total",
 		"Health checks of the member by result (pass or fail).",
 		append(append([]string(nil), metricLabels...), "result"), nil)
+	descPersistFailures = prometheus.NewDesc("caddy_balancer_persist_failures_total",
+		"Writes of the balancer's state to storage that failed (persist on): the changes stayed in memory.",
+		[]string{"balancer"}, nil)
 )
 
 // statusFlag is one flag reported by caddy_balancer_member_status.
@@ -57,7 +60,7 @@ type Collector struct {
 
 // Describe implements prometheus.Collector.
 func (Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descElected, descBusy, descBytesTo, descBytesFrom, descRetries, descUsable, descStatus, descHC} {
+	for _, d := range []*prometheus.Desc{descElected, descBusy, descBytesTo, descBytesFrom, descRetries, descUsable, descStatus, descHC, descPersistFailures} {
 		ch <- d
 	}
 }
@@ -66,6 +69,9 @@ func (Collector) Describe(ch chan<- *prometheus.Desc) {
 func (c Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, b := range c.Balancers() {
 		name := b.Name()
+		if d := b.Durability(); d.Persist {
+			ch <- prometheus.MustNewConstMetric(descPersistFailures, prometheus.CounterValue, float64(d.PersistFailures), name)
+		}
 		for _, m := range b.Members() {
 			st := m.State()
 			l := []string{name, st.Name}
