@@ -47,21 +47,21 @@ type Handler struct {
 
 // Balancer is a balancer in the JSON API.
 type Balancer struct {
-	Name             string   `json:"name"`
-	LBMethod         string   `json:"lbmethod"`
-	StickySession    string   `json:"stickysession"`
-	StickySessionSep string   `json:"stickysessionsep"`
-	SColonPathDelim  bool     `json:"scolonpathdelim"`
-	NoFailover       bool     `json:"nofailover"`
-	MaxAttempts      int      `json:"maxattempts"`
-	Timeout          string   `json:"timeout"`
-	ForceRecovery    bool     `json:"forcerecovery"`
-	FailOnStatus     []int    `json:"failonstatus"`
-	FailOnTimeout    bool     `json:"failontimeout"`
-	Growth           int      `json:"growth"`
-	MaxMembers       int      `json:"max_members"`
-	FreeSlots        int      `json:"free_slots"`
-	Persist          bool     `json:"persist"`
+	Name             string `json:"name"`
+	LBMethod         string `json:"lbmethod"`
+	StickySession    string `json:"stickysession"`
+	StickySessionSep string `json:"stickysessionsep"`
+	SColonPathDelim  bool   `json:"scolonpathdelim"`
+	NoFailover       bool   `json:"nofailover"`
+	MaxAttempts      int    `json:"maxattempts"`
+	Timeout          string `json:"timeout"`
+	ForceRecovery    bool   `json:"forcerecovery"`
+	FailOnStatus     []int  `json:"failonstatus"`
+	FailOnTimeout    bool   `json:"failontimeout"`
+	Growth           int    `json:"growth"`
+	MaxMembers       int    `json:"max_members"`
+	FreeSlots        int    `json:"free_slots"`
+	Persist          bool   `json:"persist"`
 	// PersistError is the error of the last write of the state if it
 	// failed (persist on); absent once a write succeeds.
 	PersistError string   `json:"persist_error,omitempty"`
