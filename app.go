@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lbset/caddy-balancer/balancer"
+	"github.com/lbset/caddy-balancer/fleet"
 	"github.com/lbset/caddy-balancer/httpdadapter"
 	"github.com/lbset/caddy-balancer/metrics"
 )
@@ -36,6 +37,12 @@ func init() {
 // start, its definitions are dropped and the balancers stay exactly as they
 // were.
 type App struct {
+	// Fleet shares the balancers' run-time state with other Caddy nodes
+	// through Redis or Caddy's storage (a drain made on one node applies on
+	// every node). Omitted: each node keeps its own state, as httpd does.
+	Fleet *fleet.Config `json:"fleet,omitempty"`
+
+	fleet  *fleetEntry // the fleet node this load uses, nil without Fleet
 	logger *zap.Logger
 	events *caddyevents.App
 	// eventCtx is the context of the load's first balancer handler: events
@@ -54,10 +61,17 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets up the app: its logger and events, and the balancer metrics
-// in this load's metrics registry.
+// Provision sets up the app: its logger and events, the balancer metrics in
+// this load's metrics registry, and the fleet node if Fleet is set.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	if a.Fleet != nil {
+		f, err := acquireFleet(ctx, *a.Fleet)
+		if err != nil {
+			return err
+		}
+		a.fleet = f
+	}
 	if app, err := ctx.App("events"); err == nil {
 		a.events, _ = app.(*caddyevents.App)
 	}
@@ -110,6 +124,15 @@ func (a *App) used() []*registryEntry {
 func (a *App) Start() error {
 	for _, e := range a.used() {
 		e.started(a)
+	}
+	return nil
+}
+
+// Cleanup lets go of the fleet node (it is closed with its last load).
+func (a *App) Cleanup() error {
+	if a.fleet != nil {
+		a.fleet.release()
+		a.fleet = nil
 	}
 	return nil
 }
@@ -182,6 +205,7 @@ func (a *App) emit(event string, data map[string]any) {
 
 // Interface guards
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
 )

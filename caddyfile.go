@@ -1,14 +1,18 @@
 package caddybalancer
 
 import (
+	"strconv"
 	"strings"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/lbset/caddy-balancer/balancer"
 	"github.com/lbset/caddy-balancer/config"
+	"github.com/lbset/caddy-balancer/fleet"
 	"github.com/lbset/caddy-balancer/proxypassreverse"
 )
 
@@ -22,6 +26,7 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("balancer", httpcaddyfile.Before, "reverse_proxy")
 	httpcaddyfile.RegisterHandlerDirective("balancer_manager", parseManagerCaddyfile)
 	httpcaddyfile.RegisterDirectiveOrder("balancer_manager", httpcaddyfile.Before, "reverse_proxy")
+	httpcaddyfile.RegisterGlobalOption("balancer_fleet", parseFleetOption)
 }
 
 // parseCaddyfile sets up the balancer handler from Caddyfile tokens; see
@@ -431,6 +436,141 @@ func parseManagerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 	m := new(ManagerHandler)
 	err := m.UnmarshalCaddyfile(h.Dispenser)
 	return m, err
+}
+
+// parseFleetOption reads the global option that makes the balancers of this
+// Caddy part of a fleet (App.Fleet):
+//
+//	balancer_fleet {
+//	    redis <host:port>... {          # or: storage { poll_interval <duration> }
+//	        username          <name>
+//	        password          <password>   # e.g. {env.REDIS_PASSWORD}
+//	        db                <n>
+//	        master_name       <name>       # Sentinel: the addresses are Sentinels
+//	        sentinel_password <password>
+//	        cluster                        # Redis Cluster with one address
+//	        tls               [insecure_skip_verify]
+//	        timeout           <duration>
+//	    }
+//	    key_prefix      <prefix>
+//	    balancers       <name>...
+//	    node            <id>
+//	    resync_interval <duration>
+//	}
+func parseFleetOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	d.Next() // the option's name
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	var cfg fleet.Config
+	dur := func(dst *caddy.Duration) error {
+		key := d.Val()
+		if !d.NextArg() {
+			return d.ArgErr()
+		}
+		v, err := caddy.ParseDuration(d.Val())
+		if err != nil || v <= 0 {
+			return d.Errf("%s: want a positive duration such as 2s, not %q", key, d.Val())
+		}
+		*dst = caddy.Duration(v)
+		return nil
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "redis":
+			cfg.Redis = &fleet.RedisConfig{Addresses: d.RemainingArgs()}
+			if len(cfg.Redis.Addresses) == 0 {
+				return nil, d.Errf("redis: want the server's host:port")
+			}
+			err = parseFleetRedis(d, cfg.Redis, dur)
+		case "storage":
+			cfg.Storage = &fleet.StorageConfig{}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				if d.Val() != "poll_interval" {
+					return nil, d.Errf("storage: unknown option %q (poll_interval)", d.Val())
+				}
+				err = dur(&cfg.Storage.PollInterval)
+			}
+		case "key_prefix":
+			err = oneArgInto(d, &cfg.KeyPrefix)
+		case "node":
+			err = oneArgInto(d, &cfg.Node)
+		case "balancers":
+			cfg.Balancers = d.RemainingArgs()
+			for i, n := range cfg.Balancers {
+				if cfg.Balancers[i], err = config.ParseName(n); err != nil {
+					return nil, d.Errf("balancers: %v", err)
+				}
+			}
+		case "resync_interval":
+			err = dur(&cfg.ResyncInterval)
+		default:
+			return nil, d.Errf("balancer_fleet: unknown option %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, d.Errf("balancer_fleet: %v", err)
+	}
+	return httpcaddyfile.App{Name: "balancer", Value: caddyconfig.JSON(App{Fleet: &cfg}, nil)}, nil
+}
+
+// parseFleetRedis reads the block of the fleet's redis option.
+func parseFleetRedis(d *caddyfile.Dispenser, r *fleet.RedisConfig, dur func(*caddy.Duration) error) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "username":
+			err = oneArgInto(d, &r.Username)
+		case "password":
+			err = oneArgInto(d, &r.Password)
+		case "sentinel_password":
+			err = oneArgInto(d, &r.SentinelPassword)
+		case "master_name":
+			err = oneArgInto(d, &r.MasterName)
+		case "db":
+			var s string
+			if err = oneArgInto(d, &s); err == nil {
+				if r.DB, err = strconv.Atoi(s); err != nil || r.DB < 0 {
+					err = d.Errf("db: want a database number, not %q", s)
+				}
+			}
+		case "cluster":
+			r.Cluster = true
+		case "tls":
+			r.TLS = &fleet.RedisTLS{}
+			for _, a := range d.RemainingArgs() {
+				if a != "insecure_skip_verify" {
+					return d.Errf("tls: unknown option %q (insecure_skip_verify)", a)
+				}
+				r.TLS.InsecureSkipVerify = true
+			}
+		case "timeout":
+			err = dur(&r.Timeout)
+		default:
+			return d.Errf("redis: unknown option %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// oneArgInto reads the single argument of the current line into dst.
+func oneArgInto(d *caddyfile.Dispenser, dst *string) error {
+	key := d.Val()
+	if !d.NextArg() {
+		return d.Errf("%s: want a value", key)
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.Errf("%s: want one value", key)
+	}
+	return nil
 }
 
 // Interface guards

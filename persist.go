@@ -97,7 +97,6 @@ func (e *registryEntry) setPersist(app *App, def *definition, first bool) {
 		removeOrphans(p.storage, p.logger)
 		e.restore()
 	}
-	e.bal.SetOnEdit(func(b *balancer.Balancer, _ balancer.Edit, _ string) { e.save() })
 }
 
 // save writes the balancer's state, if persist is on. Errors are logged,

@@ -2,6 +2,7 @@ package caddybalancer
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lbset/caddy-balancer/balancer"
+	"github.com/lbset/caddy-balancer/fleet"
 	"github.com/lbset/caddy-balancer/hcheck"
 )
 
@@ -24,6 +26,69 @@ import (
 // plugin keeps outside a config load; everything a balancer owns hangs off
 // its registryEntry and is freed by Destruct.
 var balancers = caddy.NewUsagePool()
+
+// fleets holds the fleet nodes (fleet sync) by configuration, so that a
+// reload with the same fleet settings keeps the node and its connection.
+var fleets = caddy.NewUsagePool()
+
+// fleetEntry is one fleet node in the pool.
+type fleetEntry struct {
+	key  string
+	node *fleet.Node
+}
+
+// acquireFleet returns the fleet node of cfg, starting it if no config load
+// uses it yet. Placeholders ({env.REDIS_PASSWORD}) are replaced first.
+func acquireFleet(ctx caddy.Context, cfg fleet.Config) (*fleetEntry, error) {
+	repl := caddy.NewReplacer()
+	if r := cfg.Redis; r != nil {
+		rc := *r
+		rc.Addresses = append([]string(nil), r.Addresses...)
+		for i, a := range rc.Addresses {
+			rc.Addresses[i] = repl.ReplaceKnown(a, "")
+		}
+		rc.Username, rc.Password = repl.ReplaceKnown(r.Username, ""), repl.ReplaceKnown(r.Password, "")
+		rc.SentinelPassword = repl.ReplaceKnown(r.SentinelPassword, "")
+		cfg.Redis = &rc
+	}
+	cfg.Node = repl.ReplaceKnown(cfg.Node, "")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	id := cfg.Node
+	if id == "" {
+		uuid, err := caddy.InstanceID()
+		if err != nil {
+			return nil, fmt.Errorf("fleet: this node's ID: %v", err)
+		}
+		id = uuid.String()
+	}
+	js, _ := json.Marshal(struct {
+		Cfg  fleet.Config
+		Node string
+	}{cfg, id})
+	key := string(js)
+	v, _, err := fleets.LoadOrNew(key, func() (caddy.Destructor, error) {
+		var st fleet.Storage
+		if s := contextStorage(ctx); s != nil {
+			st, _ = s.(fleet.Storage)
+		}
+		n, err := fleet.New(cfg, id, st)
+		if err != nil {
+			return nil, err
+		}
+		return &fleetEntry{key: key, node: n}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*fleetEntry), nil
+}
+
+func (f *fleetEntry) release() { _, _ = fleets.Delete(f.key) }
+
+// Destruct closes the fleet node when no config load uses it.
+func (f *fleetEntry) Destruct() error { return f.node.Close() }
 
 // registryEntry is one balancer and everything it owns across reloads: the
 // engine, its committed definition, the definitions of config loads not yet
@@ -53,6 +118,8 @@ type registryEntry struct {
 
 	checker *hcheck.Checker
 	persist persister
+	// fleet is the fleet node the balancer takes part in, nil if none.
+	fleet *fleet.Node
 }
 
 // definition is a balancer block's configuration in one config load.
@@ -174,8 +241,46 @@ func (e *registryEntry) commitLocked(app *App) {
 		app.onStatusChange(e.name, m, old, new, reason)
 	})
 	e.bal.SetMemberPolicy(func(a balancer.MemberAddress) error { return runtimeMemberPolicy(e.bal, a) })
+	e.bal.SetOnEdit(e.onEdit)
+	e.setFleet(app)
 	if e.checker == nil {
 		e.checker = hcheck.Start(e.bal, e.logger)
+	}
+}
+
+// onEdit is the balancer's OnEdit hook: a run-time change is persisted (with
+// persist on) and shared with the fleet (if the balancer takes part).
+func (e *registryEntry) onEdit(b *balancer.Balancer, ed balancer.Edit, reason string) {
+	e.save()
+	e.mu.Lock()
+	n := e.fleet
+	e.mu.Unlock()
+	if n != nil {
+		n.Changed(b, ed, reason)
+	}
+}
+
+// setFleet makes the balancer take part in app's fleet, if app has one and
+// the balancer is among its balancers, and leaves the previous one. Caller
+// holds e.mu.
+func (e *registryEntry) setFleet(app *App) {
+	var n *fleet.Node
+	if app.fleet != nil && app.fleet.node.Takes(e.name) {
+		n = app.fleet.node
+		n.SetOutput(app.logger, app.emit)
+	}
+	if n == e.fleet {
+		if n != nil {
+			go n.Attach(e.bal) // after a reconfiguration, apply the fleet's state again
+		}
+		return
+	}
+	if e.fleet != nil {
+		e.fleet.Detach(e.bal)
+	}
+	e.fleet = n
+	if n != nil {
+		go n.Attach(e.bal)
 	}
 }
 
@@ -197,7 +302,12 @@ func (e *registryEntry) Destruct() error {
 	e.checker = nil
 	e.committedBy, e.waiting = nil, nil
 	clear(e.staged)
+	n := e.fleet
+	e.fleet = nil
 	e.mu.Unlock()
+	if n != nil {
+		n.Detach(e.bal)
+	}
 	if c != nil {
 		c.Stop()
 	}

@@ -67,9 +67,27 @@ type Balancer struct {
 	PersistError string   `json:"persist_error,omitempty"`
 	Nonce        string   `json:"nonce"`
 	Members      []Member `json:"members"`
+	// Sync is the fleet sync's state, absent when the balancer is not
+	// shared with a fleet.
+	Sync *Sync `json:"sync,omitempty"`
 	// Warnings say where run-time changes are not kept as configured: not
 	// persisted (the storage failed), not yet shared with the fleet.
 	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Sync is a balancer's fleet sync state on this node.
+type Sync struct {
+	// Store is "redis" or "storage"; Node this node's ID in the fleet.
+	Store string `json:"store"`
+	Node  string `json:"node"`
+	// Connected: the store answered the last time it was used.
+	Connected bool `json:"connected"`
+	// Pending counts this node's changes the store has not taken yet.
+	Pending int `json:"pending"`
+	// LastSync is when the store last answered; LastError why it does not
+	// answer now.
+	LastSync  *time.Time `json:"last_sync,omitempty"`
+	LastError string     `json:"last_error,omitempty"`
 }
 
 // Member is a member in the JSON API.
@@ -123,6 +141,13 @@ func NewBalancer(v balancer.View) Balancer {
 		MaxMembers: v.MaxMembers, FreeSlots: v.FreeSlots(), Persist: v.Durability.Persist,
 		PersistError: v.Durability.PersistError, Nonce: v.Nonce, Members: make([]Member, 0, len(v.Members)),
 		Warnings: v.Durability.Warnings(),
+	}
+	if f := v.Durability.Fleet; f != nil {
+		out.Sync = &Sync{Store: f.Store, Node: f.Node, Connected: f.Connected, Pending: f.Pending, LastError: f.LastError}
+		if !f.LastSync.IsZero() {
+			t := f.LastSync.UTC()
+			out.Sync.LastSync = &t
+		}
 	}
 	if out.FailOnStatus == nil {
 		out.FailOnStatus = []int{}

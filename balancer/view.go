@@ -258,6 +258,8 @@ type Durability struct {
 type FleetState struct {
 	// Store names the shared store: "redis" or "storage".
 	Store string
+	// Node is this node's ID in the fleet.
+	Node string
 	// Connected: the store answered the last time it was used.
 	Connected bool
 	// Pending counts changes made on this node that the store has not taken

@@ -31,6 +31,10 @@ var (
 	descHC = prometheus.NewDesc("caddy_balancer_member_healthcheck_total",
 		"Health checks of the member by result (pass or fail).",
 		append(append([]string(nil), metricLabels...), "result"), nil)
+	descFleetConnected = prometheus.NewDesc("caddy_balancer_fleet_connected",
+		"1 if the fleet's store (Redis or Caddy's storage) answers this node, else 0.", []string{"balancer", "store", "node"}, nil)
+	descFleetPending = prometheus.NewDesc("caddy_balancer_fleet_pending_changes",
+		"Run-time changes made on this node that the fleet's store has not taken yet.", []string{"balancer", "store", "node"}, nil)
 	descPersistFailures = prometheus.NewDesc("caddy_balancer_persist_failures_total",
 		"Writes of the balancer's state to storage that failed (persist on): the changes stayed in memory.",
 		[]string{"balancer"}, nil)
@@ -60,7 +64,7 @@ type Collector struct {
 
 // Describe implements prometheus.Collector.
 func (Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descElected, descBusy, descBytesTo, descBytesFrom, descRetries, descUsable, descStatus, descHC, descPersistFailures} {
+	for _, d := range []*prometheus.Desc{descElected, descBusy, descBytesTo, descBytesFrom, descRetries, descUsable, descStatus, descHC, descPersistFailures, descFleetConnected, descFleetPending} {
 		ch <- d
 	}
 }
@@ -69,8 +73,13 @@ func (Collector) Describe(ch chan<- *prometheus.Desc) {
 func (c Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, b := range c.Balancers() {
 		name := b.Name()
-		if d := b.Durability(); d.Persist {
+		d := b.Durability()
+		if d.Persist {
 			ch <- prometheus.MustNewConstMetric(descPersistFailures, prometheus.CounterValue, float64(d.PersistFailures), name)
+		}
+		if f := d.Fleet; f != nil {
+			ch <- prometheus.MustNewConstMetric(descFleetConnected, prometheus.GaugeValue, b01(f.Connected), name, f.Store, f.Node)
+			ch <- prometheus.MustNewConstMetric(descFleetPending, prometheus.GaugeValue, float64(f.Pending), name, f.Store, f.Node)
 		}
 		for _, m := range b.Members() {
 			st := m.State()
