@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	"github.com/lbset/caddy-balancer/internal/caddybin"
 )
 
 // This file is the integration-test harness: Caddy runs in this test process
@@ -187,4 +189,12 @@ func sequence(t testing.TB, url string, n int, headers ...string) []string {
 		}
 	}
 	return out
+}
+
+// TestMain removes what the tests built (the caddy binary of the fleet
+// tests) once they have run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	caddybin.Cleanup()
+	os.Exit(code)
 }
