@@ -2,8 +2,11 @@ package caddybalancer
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,7 +74,16 @@ func (f *fleetSetup) start(name string, memberExtra ...string) *fleetNode {
 	return &fleetNode{Process: p, site: site}
 }
 
-func (n *fleetNode) api() string { return "http://" + n.Admin + "/balancers/web" }
+func (n *fleetNode) api() string { return "http://" + n.Admin + "/balancers/" + n.balancerName() }
+
+// balancerName is the balancer the fleet tests use: web, or fleet for the
+// demo's nodes.
+func (n *fleetNode) balancerName() string {
+	if n.site == "" {
+		return "fleet"
+	}
+	return "web"
+}
 
 func (n *fleetNode) balancer(t *testing.T) api.Balancer {
 	t.Helper()
@@ -339,4 +351,60 @@ func TestFleetStorage(t *testing.T) {
 	awaitFleet(t, "the state after a restart", []*fleetNode{a}, func(bl api.Balancer) bool {
 		return hasFlag(memberByRoute(bl, "r1"), "D") && bl.LBMethod == "bybusyness"
 	})
+}
+
+// TestFleetDemo runs testdata/fleet (the README's "Several Caddy instances")
+// on free ports with REDIS_ADDR pointing at a test Redis: a drain on A's
+// admin endpoint appears on B's, and B's front end stops sending requests to
+// the drained member.
+func TestFleetDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts Caddy processes")
+	}
+	rs := redistest.Start(t)
+	ports := map[string]string{}
+	for _, p := range []string{"9101", "9102", "9103", "8081", "8082", "2019", "2020"} {
+		_, port, _ := strings.Cut(caddybin.FreeAddr(t), ":")
+		ports[p] = port
+	}
+	load := func(name string) string {
+		src, err := os.ReadFile(filepath.Join("testdata", "fleet", name+".caddyfile"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(src)
+		for from, to := range ports {
+			s = strings.ReplaceAll(s, ":"+from, ":"+to)
+		}
+		return s
+	}
+	backends := caddybin.Start(t, "backends", load("backends"), "")
+	for _, p := range []string{"9101", "9102", "9103"} {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			c, err := net.DialTimeout("tcp", "127.0.0.1:"+ports[p], time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("backend %s does not listen:\n%s", p, backends.Output())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	a := caddybin.Start(t, "a", load("a"), "localhost:"+ports["2019"], "REDIS_ADDR="+rs.Addr)
+	b := caddybin.Start(t, "b", load("b"), "localhost:"+ports["2020"], "REDIS_ADDR="+rs.Addr)
+	if r := adminDo(t, "PATCH", "http://"+a.Admin+"/balancers/fleet/members/f1", `{"status":"+N"}`); r.Status != 200 {
+		t.Fatalf("drain on A: %d %s", r.Status, r.Body)
+	}
+	awaitFleet(t, "f1 drained on B", []*fleetNode{{Process: b}}, func(bl api.Balancer) bool {
+		return bl.Name == "fleet" && hasFlag(memberByRoute(bl, "f1"), "N")
+	})
+	for i := 0; i < 6; i++ {
+		r := get(t, "http://127.0.0.1:"+ports["8082"]+"/")
+		if r.Status != 200 || strings.TrimSpace(r.Body) == "f1" {
+			t.Fatalf("B's front end answered %d %q after f1 was drained on A", r.Status, r.Body)
+		}
+	}
 }

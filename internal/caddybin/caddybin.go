@@ -102,6 +102,9 @@ func (p *Process) start() {
 	if err != nil {
 		p.t.Fatalf("%s: starting caddy: %v", p.Name, err)
 	}
+	if p.Admin == "" {
+		return // no admin endpoint to wait for (admin off)
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get("http://" + p.Admin + "/config/")
