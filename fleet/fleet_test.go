@@ -342,3 +342,38 @@ func benchPropagation(bm *testing.B, cfg Config, st func() Storage) {
 }
 
 func sortDurations(d []time.Duration) { slices.Sort(d) }
+
+// Each node reports the members draining there and their requests in
+// flight: a drain started on one node can wait for the others.
+func TestPeersReportDrain(t *testing.T) {
+	s := redistest.Start(t)
+	cfg := redisFleet(s)
+	a, b := startNode(t, cfg, "a", nil, webConfig()), startNode(t, cfg, "b", nil, webConfig())
+	peer := func() PeerDrain {
+		ps, err := a.n.Peers(context.Background(), "web", "http://10.0.0.1:8080")
+		if err != nil || len(ps) != 1 {
+			t.Fatalf("peers: %v %+v", err, ps)
+		}
+		return ps[0]
+	}
+	await(t, "b's first report", func() bool {
+		ps, _ := a.n.Peers(context.Background(), "web", "http://10.0.0.1:8080")
+		return len(ps) == 1
+	})
+	if p := peer(); p.Node != "b" || p.Draining || p.Stale {
+		t.Fatalf("before the drain: %+v", p)
+	}
+	// A request in flight to r1 on b, then a drain started on a.
+	pick, err := b.b.Pick(context.Background(), &balancer.Request{Cookie: "x"})
+	for err == nil && pick.Member.Route() != "r1" {
+		pick.Member.Release()
+		pick, err = b.b.Pick(context.Background(), nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, a.b, balancer.Edit{Members: []balancer.MemberEdit{drain("r1", true)}})
+	await(t, "b reports r1 draining with one request in flight", func() bool { p := peer(); return p.Draining && p.InFlight == 1 })
+	pick.Member.Release()
+	await(t, "b reports r1 drained", func() bool { p := peer(); return p.Draining && p.InFlight == 0 })
+}

@@ -240,6 +240,18 @@ func (n *Node) run(ctx context.Context) {
 			}
 		}
 	}()
+	go func() {
+		t := time.NewTicker(ReportInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				n.report(ctx)
+			}
+		}
+	}()
 	n.store.Watch(ctx, n.received, n.resync, n.setState)
 }
 
@@ -455,6 +467,86 @@ func (n *Node) updateDurability() {
 		f.Pending = s.pending
 		s.b.UpdateDurability(func(d *balancer.Durability) { d.Fleet = &f })
 	}
+}
+
+// NodeReport is a node's report to the fleet: which members drain there and
+// their requests in flight, so that a drain started on one node can wait for
+// every node. Each node writes its report every ReportInterval.
+type NodeReport struct {
+	// Node is the reporting node's ID.
+	Node string `json:"node"`
+	// Time is when the report was written (Unix milliseconds).
+	Time int64 `json:"t"`
+	// Draining maps balancer and member names to the requests in flight of
+	// the members with N on that node.
+	Draining map[string]map[string]int64 `json:"draining"`
+}
+
+// ReportInterval is how often a node writes its report; a report older
+// than StaleAfter is a node gone (or a clock far off).
+const (
+	ReportInterval = 500 * time.Millisecond
+	StaleAfter     = 5 * time.Second
+)
+
+// PeerDrain is another node's part of a drain.
+type PeerDrain struct {
+	// Node is the node's ID.
+	Node string
+	// Draining: the member has N on that node (the drain has reached it).
+	Draining bool
+	// InFlight is the member's requests in flight there.
+	InFlight int64
+	// Stale: the node's last report is older than StaleAfter; it is likely
+	// gone, and does not hold the drain up.
+	Stale bool
+	// Seen is when its last report was written.
+	Seen time.Time
+}
+
+// Peers returns the other nodes' part in the drain of a member, from their
+// latest reports.
+func (n *Node) Peers(ctx context.Context, bal, member string) ([]PeerDrain, error) {
+	rs, err := n.store.Reports(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []PeerDrain
+	now := time.Now()
+	for _, r := range rs {
+		if r.Node == n.id {
+			continue
+		}
+		in, ok := r.Draining[bal][member]
+		seen := time.UnixMilli(r.Time)
+		out = append(out, PeerDrain{Node: r.Node, Draining: ok, InFlight: in, Seen: seen, Stale: now.Sub(seen) > StaleAfter})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out, nil
+}
+
+// report writes this node's report.
+func (n *Node) report(ctx context.Context) {
+	n.mu.Lock()
+	bals := make([]*balancer.Balancer, 0, len(n.bals))
+	for _, b := range n.bals {
+		bals = append(bals, b)
+	}
+	n.mu.Unlock()
+	r := NodeReport{Node: n.id, Time: time.Now().UnixMilli(), Draining: map[string]map[string]int64{}}
+	for _, b := range bals {
+		for _, m := range b.States() {
+			if m.Status.Has(balancer.Drain) {
+				if r.Draining[b.Name()] == nil {
+					r.Draining[b.Name()] = map[string]int64{}
+				}
+				r.Draining[b.Name()][m.Name] = m.Busy
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	_ = n.store.Report(ctx, r) // a lost store shows in the state of the next write
 }
 
 // Close stops the node and closes the store.

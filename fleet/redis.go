@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -23,6 +24,11 @@ type Store interface {
 	// with nil when the store answers again, or with the error that made it
 	// unreachable.
 	Watch(ctx context.Context, changed func([]Record), resync func(), state func(error))
+	// Report stores this node's report (which members drain here and their
+	// requests in flight), replacing its previous one.
+	Report(ctx context.Context, r NodeReport) error
+	// Reports returns the latest report of every node.
+	Reports(ctx context.Context) ([]NodeReport, error)
 	// Close releases the store's connections.
 	Close() error
 }
@@ -159,6 +165,31 @@ func (s *redisStore) Watch(ctx context.Context, changed func([]Record), resync f
 			}
 		}
 	}
+}
+
+func (s *redisStore) reportsKey() string { return s.prefix + ":nodes" }
+
+func (s *redisStore) Report(ctx context.Context, r NodeReport) error {
+	js, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return s.client.HSet(ctx, s.reportsKey(), r.Node, js).Err()
+}
+
+func (s *redisStore) Reports(ctx context.Context) ([]NodeReport, error) {
+	m, err := s.client.HGetAll(ctx, s.reportsKey()).Result()
+	if err != nil {
+		return nil, err
+	}
+	var out []NodeReport
+	for node, v := range m {
+		var r NodeReport
+		if json.Unmarshal([]byte(v), &r) == nil && r.Node == node {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 func (s *redisStore) Close() error {

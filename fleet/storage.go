@@ -188,4 +188,38 @@ func (s *storageStore) poll(ctx context.Context) ([]Record, error) {
 	return out, nil
 }
 
+func (s *storageStore) reportFile(node string) string {
+	return path.Join(s.dir, "nodes", node+".json")
+}
+
+func (s *storageStore) Report(ctx context.Context, r NodeReport) error {
+	js, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return s.st.Store(ctx, s.reportFile(r.Node), js)
+}
+
+func (s *storageStore) Reports(ctx context.Context) ([]NodeReport, error) {
+	keys, err := s.st.List(ctx, path.Join(s.dir, "nodes"), false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []NodeReport
+	for _, k := range keys {
+		data, err := s.st.Load(ctx, k)
+		if err != nil {
+			continue
+		}
+		var r NodeReport
+		if json.Unmarshal(data, &r) == nil && k == s.reportFile(r.Node) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
 func (s *storageStore) Close() error { return nil }
