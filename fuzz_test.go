@@ -17,9 +17,10 @@ import (
 // directive, the balancer-manager request pipeline (push2table, the Referer
 // and nonce gates, the form, the HTML/XML rendering) and the JSON API
 // handlers. Plain `go test` runs the seeds (f.Add and testdata/fuzz/<Target>/);
-// CI fuzzes one target per invocation, e.g.
+// CI (.ci/fuzz.sh) fuzzes one target per invocation for a fixed number of
+// executions, e.g.
 //
-//	go test -run '^$' -fuzz '^FuzzManagerRequest$' -fuzztime 10s .
+//	go test -run '^$' -fuzz '^FuzzManagerRequest$' -fuzztime 12000x .
 //
 // Properties: no panic; no 5xx from the manager or the API, whatever the
 // input; pages carry no markup but their own (no injection); the engine's

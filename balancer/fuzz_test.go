@@ -13,10 +13,10 @@ import (
 // Fuzz targets of the engine's parsers of untrusted input: the status=
 // syntax, the sticky-session extraction from URLs and Cookie headers, a whole
 // Pick with a hostile request, the manager form values and the member URL.
-// Plain `go test` runs the seeds (f.Add and testdata/fuzz/<Target>/); CI runs
-// each target for a few seconds with
+// Plain `go test` runs the seeds (f.Add and testdata/fuzz/<Target>/); CI
+// (.ci/fuzz.sh) runs each target for a fixed number of executions, e.g.
 //
-//	go test -run '^$' -fuzz '^FuzzPathParam$' -fuzztime 10s ./balancer/
+//	go test -run '^$' -fuzz '^FuzzPathParam$' -fuzztime 200000x ./balancer/
 //
 // Where httpd's C code is simple enough, the property is differential: the
 // result must equal a literal re-statement of the C function's pointer walk
