@@ -30,17 +30,6 @@ func mgMembers(urls ...string) []MemberConfig {
 	return out
 }
 
-func mgState(t *testing.T, b *Balancer, name string) MemberState {
-	t.Helper()
-	for _, s := range b.States() {
-		if s.Name == name {
-			return s
-		}
-	}
-	t.Fatalf("no member %s", name)
-	return MemberState{}
-}
-
 func TestManageFindMemberLongestPrefix(t *testing.T) {
 	b := mgBalancer(t, Config{Members: mgMembers(
 		"http://127.0.0.1:9002", "http://127.0.0.1:9003/app", "http://127.0.0.1:9003/app/v2", "http://h")})
@@ -75,10 +64,10 @@ func TestManageLoadFactorRecalc(t *testing.T) {
 		t.Fatal(err)
 	}
 	// recalc_factors: every member's lbstatus := its lbfactor.
-	if s := mgState(t, b, "http://a"); s.LoadFactor != 250 || s.LBStatus != 250 {
+	if s := stateOf(t, b, "a"); s.LoadFactor != 250 || s.LBStatus != 250 {
 		t.Errorf("a: lf %d lbstatus %d", s.LoadFactor, s.LBStatus)
 	}
-	if s := mgState(t, b, "http://b"); s.LBStatus != 100 {
+	if s := stateOf(t, b, "b"); s.LBStatus != 100 {
 		t.Errorf("b: lbstatus %d", s.LBStatus)
 	}
 	for _, lf := range []int{0, 99, 10001, -5} {
@@ -92,7 +81,7 @@ func TestManageLoadFactorRecalc(t *testing.T) {
 	if err := m.SetLoadFactor(500); err != nil {
 		t.Fatal(err)
 	}
-	if s := mgState(t, one, "http://only"); s.LoadFactor != 100 || s.LBStatus != 100 {
+	if s := stateOf(t, one, "only"); s.LoadFactor != 100 || s.LBStatus != 100 {
 		t.Errorf("single member: lf %d lbstatus %d, want 100 100", s.LoadFactor, s.LBStatus)
 	}
 }
@@ -113,7 +102,7 @@ func TestManageFormWorkerFields(t *testing.T) {
 	}{{"2.5", 250}, {"0.5", 250}, {"abc", 250}, {"100.001", 10000}, {"100.01", 10000}, {"101", 10000},
 		{" 1.5xyz", 150}, {"2.3", 229}, {"1e1", 1000}, {"-3", 1000}} {
 		apply(map[string]string{"w_lf": c.v})
-		if got := mgState(t, b, "http://a").LoadFactor; got != c.want {
+		if got := stateOf(t, b, "a").LoadFactor; got != c.want {
 			t.Errorf("w_lf=%q: lbfactor %d, want %d", c.v, got, c.want)
 		}
 	}
@@ -123,7 +112,7 @@ func TestManageFormWorkerFields(t *testing.T) {
 		want int
 	}{{"3", 3}, {"100", 3}, {"-1", 3}, {"99", 99}, {"abc", 0}, {"7x", 7}} {
 		apply(map[string]string{"w_ls": c.v})
-		if got := mgState(t, b, "http://a").LBSet; got != c.want {
+		if got := stateOf(t, b, "a").LBSet; got != c.want {
 			t.Errorf("w_ls=%q: lbset %d, want %d", c.v, got, c.want)
 		}
 	}
@@ -131,25 +120,25 @@ func TestManageFormWorkerFields(t *testing.T) {
 	long := string(make([]byte, 64))
 	for _, c := range []struct{ v, want string }{{"r1", "r1"}, {"", ""}, {"r2", "r2"}, {long, ""}, {long[:63], long[:63]}} {
 		apply(map[string]string{"w_wr": c.v, "w_rr": c.v})
-		s := mgState(t, b, "http://a")
+		s := stateOf(t, b, "a")
 		if s.Route != c.want || s.Redirect != c.want {
 			t.Errorf("w_wr/w_rr=%q (len %d): route %q redirect %q", c.v, len(c.v), s.Route, s.Redirect)
 		}
 	}
 	// Flags: atoi != 0 sets, else clears; there is no w_status_E.
 	apply(map[string]string{"w_status_D": "1", "w_status_H": "5", "w_status_I": "x", "w_status_E": "1"})
-	if got := mgState(t, b, "http://a").Status; got != Initialized|Disabled|HotStandby {
+	if got := stateOf(t, b, "a").Status; got != Initialized|Disabled|HotStandby {
 		t.Errorf("flags %s", got.Letters())
 	}
 	apply(map[string]string{"w_status_D": "0", "w_status_H": "no", "w_status_N": "1", "w_status_R": "1",
 		"w_status_S": "1", "w_status_C": "1"})
-	if got := mgState(t, b, "http://a").Status; got != Initialized|Drain|HotSpare|Stopped|HCFail {
+	if got := stateOf(t, b, "a").Status; got != Initialized|Drain|HotSpare|Stopped|HCFail {
 		t.Errorf("flags %s", got.Letters())
 	}
 	// E is neither set nor cleared by the manager.
 	a.ConnectFailed()
 	apply(map[string]string{"w_status_S": "0", "w_status_C": "0", "w_status_N": "0", "w_status_R": "0", "w_status_E": "0"})
-	if got := mgState(t, b, "http://a").Status; got != Initialized|InError {
+	if got := stateOf(t, b, "a").Status; got != Initialized|InError {
 		t.Errorf("flags %s, want OE", got.Letters())
 	}
 }
@@ -373,7 +362,7 @@ func TestManageFormAddMember(t *testing.T) {
 	if _, err := b.ApplyManagerForm(b.FindMember("http://x:1"), map[string]string{"w_status_D": "0"}); err != nil {
 		t.Fatal(err)
 	}
-	if st := mgState(t, b, "http://x:1").Status; st != Initialized {
+	if st := stateOf(t, b, "x:1").Status; st != Initialized {
 		t.Errorf("status %s", st.Letters())
 	}
 }
@@ -466,13 +455,13 @@ func TestManageSnapshotRestore(t *testing.T) {
 	if v.LBMethod != "bytraffic" || v.Timeout != 9*time.Second || v.StickySession != "S" || v.StickyPath != "p" || v.Nonce != nonce {
 		t.Errorf("balancer params not restored: %+v", v)
 	}
-	if s := mgState(t, r, "http://a"); s.LoadFactor != 300 || s.Status != Initialized|Disabled || s.Route != "ra" {
+	if s := stateOf(t, r, "a"); s.LoadFactor != 300 || s.Status != Initialized|Disabled || s.Route != "ra" {
 		t.Errorf("a: %+v %s", s, s.Status.Letters())
 	}
-	if s := mgState(t, r, "http://b"); s.Status != Initialized || s.Route != "rb2" {
+	if s := stateOf(t, r, "b"); s.Status != Initialized || s.Route != "rb2" {
 		t.Errorf("b (config changed) got saved state: %+v %s", s, s.Status.Letters())
 	}
-	if s := mgState(t, r, "http://dyn:81"); !s.Dynamic || s.Status != Initialized || s.LBSet != 2 {
+	if s := stateOf(t, r, "dyn:81"); !s.Dynamic || s.Status != Initialized || s.LBSet != 2 {
 		t.Errorf("dyn: %+v %s", s, s.Status.Letters())
 	}
 
