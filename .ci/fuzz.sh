@@ -48,7 +48,7 @@ limit="${FUZZ_TARGET_TIMEOUT:-300}"
 missing=0
 while IFS= read -r file; do
 	dir=$(dirname "$file")
-	for name in $(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(f \*testing\.F).*/\1/p' "$file"); do
+	for name in $(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)([A-Za-z_][A-Za-z0-9_]* \*testing\.F).*/\1/p' "$file"); do
 		if [ -z "$(git ls-files "$dir/testdata/fuzz/$name/")" ]; then
 			echo "fuzz target $name ($file) has no committed seeds in $dir/testdata/fuzz/$name/"
 			missing=1
