@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +15,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/lbset/caddy-balancer/config"
+
+	"github.com/lbset/caddy-balancer/internal/benchutil"
 )
 
 // Benchmarks of the glue (docs/performance.md):
@@ -32,27 +33,6 @@ import (
 //     steadiest figure of the glue's overhead on a busy machine.
 //
 //	go test -run '^$' -bench . -benchmem .
-
-// cpuTimer reports "cpu-ns/op", the process's CPU time per iteration (see
-// the balancer package's benchmarks): on a shared machine the wall clock
-// also counts the time spent waiting for a CPU.
-type cpuTimer struct{ start int64 }
-
-func cpuNow() int64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru.Utime.Nano() + ru.Stime.Nano()
-}
-
-func startCPU(b *testing.B) *cpuTimer {
-	b.ResetTimer()
-	return &cpuTimer{start: cpuNow()}
-}
-
-func (c *cpuTimer) stop(b *testing.B) {
-	b.StopTimer()
-	b.ReportMetric(float64(cpuNow()-c.start)/float64(b.N), "cpu-ns/op")
-}
 
 func benchPool(n int) reverseproxy.UpstreamPool {
 	pool := make(reverseproxy.UpstreamPool, n)
@@ -111,13 +91,13 @@ func BenchmarkSelectionPolicy(b *testing.B) {
 				}
 				r := httptest.NewRequest(http.MethodGet, "/", nil)
 				b.ReportAllocs()
-				cpu := startCPU(b)
+				cpu := benchutil.StartCPU(b)
 				for i := 0; i < b.N; i++ {
 					if sel.Select(pool, r, nil) == nil {
 						b.Fatal("no upstream")
 					}
 				}
-				cpu.stop(b)
+				cpu.Stop(b)
 			})
 		}
 	}
@@ -249,13 +229,13 @@ func benchProxy(b *testing.B, addrs []string, transport http.RoundTripper) {
 				}
 			}
 			b.ReportAllocs()
-			cpu := startCPU(b)
+			cpu := benchutil.StartCPU(b)
 			for i := 0; i < b.N; i++ {
 				if err := serveOne(c.handler, w, c.cookie); err != nil {
 					b.Fatal(err)
 				}
 			}
-			cpu.stop(b)
+			cpu.Stop(b)
 		})
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/lbset/caddy-balancer/api"
+	"github.com/lbset/caddy-balancer/internal/testenv"
 )
 
 // Real clients of the balancer-manager, run against our in-process Caddy:
@@ -121,10 +122,7 @@ type ansibleMember struct {
 
 func newAnsibleRunner(t *testing.T) *ansibleRunner {
 	t.Helper()
-	bin, err := exec.LookPath("ansible")
-	if err != nil {
-		t.Skip("ansible is not installed (Debian: apt-get install -y ansible python3-bs4); skipping the Ansible client test")
-	}
+	bin := testenv.NeedTool(t, "ansible", "ansible")
 	// The module runs under the Python that runs ansible (its shebang) and
 	// needs bs4 there.
 	python := "python3"
@@ -138,11 +136,11 @@ func newAnsibleRunner(t *testing.T) *ansibleRunner {
 		}
 	}
 	if err := exec.Command(python, "-c", "import bs4").Run(); err != nil {
-		t.Skipf("%s has no bs4 (Debian: apt-get install -y python3-bs4); skipping the Ansible client test", python)
+		testenv.Skip(t, "%s has no bs4 (Debian: apt-get install -y python3-bs4); skipping the Ansible client test", python)
 	}
 	mod := exec.Command(python, "-c", "import ansible_collections.community.general.plugins.modules.apache2_mod_proxy")
 	if out, err := mod.CombinedOutput(); err != nil {
-		t.Skipf("community.general.apache2_mod_proxy is not importable by %s (Debian's ansible package ships it): %v\n%s", python, err, out)
+		testenv.Skip(t, "community.general.apache2_mod_proxy is not importable by %s (Debian's ansible package ships it): %v\n%s", python, err, out)
 	}
 	return &ansibleRunner{bin: bin, python: python, home: t.TempDir(), pythonpath: clientsDir(t)}
 }
@@ -387,10 +385,8 @@ func TestClientAnsible(t *testing.T) {
 // proxy_balancer.t manager flow in bash + curl) against the balancer_manager
 // site handler and against the admin endpoint.
 func TestClientCurl(t *testing.T) {
-	for _, tool := range []string{"bash", "curl", "awk", "sed"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed; skipping the curl script", tool)
-		}
+	for tool, pkg := range map[string]string{"bash": "bash", "curl": "curl", "awk": "mawk", "sed": "sed"} {
+		testenv.NeedTool(t, pkg, tool)
 	}
 	script := filepath.Join(clientsDir(t), "proxy_balancer.sh")
 	run := func(t *testing.T, env []string, args ...string) {
@@ -629,13 +625,8 @@ func (w *webDriver) screenshot(path string) {
 func startChromium(t *testing.T) *webDriver {
 	t.Helper()
 	const chromium = "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		t.Skip("/usr/bin/chromium is missing (Debian: apt-get install -y chromium chromium-driver); skipping the browser test")
-	}
-	driver, err := exec.LookPath("chromedriver")
-	if err != nil {
-		t.Skip("chromedriver is missing (Debian: apt-get install -y chromium-driver); skipping the browser test")
-	}
+	testenv.NeedTool(t, "chromium", chromium)
+	driver := testenv.NeedTool(t, "chromium-driver", "chromedriver")
 	port := freePort(t)
 	cmd := exec.Command(driver, fmt.Sprintf("--port=%d", port))
 	var logs bytes.Buffer

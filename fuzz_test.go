@@ -10,9 +10,10 @@ import (
 
 // Fuzz target of the Caddyfile directive (the manager's and the JSON API's
 // are in packages manager and api). Plain `go test` runs the seeds (f.Add
-// and testdata/fuzz/<Target>/); CI fuzzes it with
+// and testdata/fuzz/<Target>/); CI (.ci/fuzz.sh) fuzzes it for a fixed
+// number of executions:
 //
-//	go test -run '^$' -fuzz '^FuzzCaddyfileBalancer$' .
+//	go test -run '^$' -fuzz '^FuzzCaddyfileBalancer$' -fuzztime 6000x .
 
 // FuzzCaddyfileBalancer adapts a hostile balancer block through the
 // Caddyfile adapter; when it adapts, the handler's configuration must turn

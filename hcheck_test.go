@@ -29,25 +29,9 @@ func hcWaitFor(t *testing.T, within time.Duration, what string, cond func() bool
 	}
 }
 
-// hcMemberState returns the state of the member whose name is url.
-func hcMemberState(t *testing.T, bal, url string) balancer.MemberState {
-	t.Helper()
-	b := lookupBalancer(bal)
-	if b == nil {
-		t.Fatalf("no balancer %s", bal)
-	}
-	for _, m := range b.Members() {
-		if m.Name() == url {
-			return m.State()
-		}
-	}
-	t.Fatalf("balancer %s has no member %s", bal, url)
-	return balancer.MemberState{}
-}
-
 func hcFlags(t *testing.T, bal, url string) string {
 	t.Helper()
-	return hcMemberState(t, bal, url).Status.Letters()
+	return memberState(t, bal, url).Status.Letters()
 }
 
 func hcEntry(name string) *registryEntry {
@@ -173,7 +157,7 @@ func TestHCHealthURIFailsAndRecovers(t *testing.T) {
 	if p, _ := hcCounts(t, "hcuri", m1); p-p0 < 2 {
 		t.Fatalf("C cleared after %d passes, want ≥ 2", p-p0)
 	}
-	st := hcMemberState(t, "hcuri", m1)
+	st := memberState(t, "hcuri", m1)
 	if st.PCount != 0 {
 		t.Fatalf("pcount %d after recovery", st.PCount)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lbset/caddy-balancer/internal/httpdtest"
+	"github.com/lbset/caddy-balancer/internal/testenv"
 )
 
 // This file runs real Apache httpd 2.4 (/usr/sbin/apache2 -X) next to the
@@ -33,12 +34,11 @@ type oracleHTTPD struct {
 	Addr string // 127.0.0.1:port
 }
 
-// requireHTTPD skips the test when the httpd binary is not installed.
+// requireHTTPD skips the test when the httpd binary is not installed (fails
+// it in CI).
 func requireHTTPD(t testing.TB) {
 	t.Helper()
-	if err := httpdtest.Available(); err != nil {
-		t.Skipf("httpd oracle: %s not available: %v", oracleApache2(), err)
-	}
+	testenv.NeedTool(t, "apache2", oracleApache2())
 }
 
 // startOracleHTTPD writes a standalone httpd config (ServerRoot, modules,

@@ -435,6 +435,36 @@ func spec7Nonce(t *testing.T, addr, name string) string {
 	return n
 }
 
+// reSpec7Busy is a member's busy count in the manager's XML.
+var reSpec7Busy = regexp.MustCompile(`<httpd:busy>(-?\d+)</httpd:busy>`)
+
+// spec7AwaitIdle waits until the front end's manager (its XML) shows no
+// member busy, and fails the test if one still is after five seconds.
+func spec7AwaitIdle(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := spec7Send(t, addr, "GET", "/balancer-manager?xml=1", []string{"Referer: http://" + addr + "/"}, "")
+		counts := reSpec7Busy.FindAllStringSubmatch(r.Body, -1)
+		if r.Status != http.StatusOK || len(counts) == 0 {
+			t.Fatalf("%s: manager XML with no busy counts: %d\n%s", addr, r.Status, r.Body)
+		}
+		var busy []string
+		for _, c := range counts {
+			if c[1] != "0" {
+				busy = append(busy, c[1])
+			}
+		}
+		if len(busy) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: members still busy (%s) five seconds after the proxied answer", addr, strings.Join(busy, ", "))
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 // spec7Answer is what is compared of one answer.
 type spec7Answer struct {
 	skipped bool
@@ -483,8 +513,8 @@ func (s *spec7Setup) run(t *testing.T, addr, proxy string, steps []spec7Step, sk
 		case st.proxied:
 			a.body = r.Backend
 			// httpd lowers busy in the request's pool cleanup, after the
-			// answer is out: let it finish before the next look.
-			time.Sleep(100 * time.Millisecond)
+			// answer is out: wait for that before the next look.
+			spec7AwaitIdle(t, addr)
 		case r.Status == http.StatusOK:
 			a.body = spec7Normalize(t, r.Body, addr, rnd)
 		}

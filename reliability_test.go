@@ -114,6 +114,24 @@ func memberState(t *testing.T, bal, memberURL string) balancer.MemberState {
 	return balancer.MemberState{}
 }
 
+// awaitRetryOver waits until the member's retry period after its last error
+// has passed, so that the next request retries it (ap_proxy_retry_worker:
+// now > error time + retry) instead of skipping it.
+func awaitRetryOver(t *testing.T, bal, memberURL string) {
+	t.Helper()
+	s := memberState(t, bal, memberURL)
+	if s.ErrorTime.IsZero() {
+		return // never in error
+	}
+	over := s.ErrorTime.Add(s.Retry)
+	if wait := time.Until(over); wait > time.Minute {
+		t.Fatalf("member %s: retry period ends in %v (error time %v, retry %v)", memberURL, wait, s.ErrorTime, s.Retry)
+	}
+	for !time.Now().After(over) {
+		time.Sleep(time.Until(over) + time.Millisecond)
+	}
+}
+
 // waitIdle waits until no member of the balancer has a request in flight.
 func waitIdle(t *testing.T, bal string) {
 	t.Helper()
@@ -514,7 +532,7 @@ func TestReliabilityPOSTReplay(t *testing.T) {
 	// to the dead member first.
 	for _, n := range []int{8, 64, 2048, 4096} {
 		elected := memberState(t, "failover", dead).Elected
-		time.Sleep(60 * time.Millisecond) // past the dead member's retry
+		awaitRetryOver(t, "failover", dead)
 		body := strings.Repeat("A", n)
 		r := mgPost(t, site+"/echo_post", body)
 		if r.Status != 200 || r.Body != body {

@@ -3,8 +3,9 @@ package balancer
 import (
 	"context"
 	"fmt"
-	"syscall"
 	"testing"
+
+	"github.com/lbset/caddy-balancer/internal/benchutil"
 )
 
 // Benchmarks of one selection: Balancer.Pick followed by Member.Release, the
@@ -15,28 +16,6 @@ import (
 //	go test -run '^$' -bench . -benchmem ./balancer/
 
 var benchSizes = []int{2, 8, 64, 1024}
-
-// cpuTimer reports "cpu-ns/op", the process's CPU time (user+system, every
-// thread) per iteration, next to the wall-clock ns/op. On a machine shared
-// with other work the wall clock counts the time the benchmark waited for a
-// CPU; the CPU time does not.
-type cpuTimer struct{ start int64 }
-
-func cpuNow() int64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru.Utime.Nano() + ru.Stime.Nano()
-}
-
-func startCPU(b *testing.B) *cpuTimer {
-	b.ResetTimer()
-	return &cpuTimer{start: cpuNow()}
-}
-
-func (c *cpuTimer) stop(b *testing.B) {
-	b.StopTimer()
-	b.ReportMetric(float64(cpuNow()-c.start)/float64(b.N), "cpu-ns/op")
-}
 
 // benchLayout builds the members of a benchmark balancer.
 //
@@ -106,7 +85,7 @@ func BenchmarkPick(b *testing.B) {
 				b.Run(fmt.Sprintf("%s/%s/n=%d", layout, method, n), func(b *testing.B) {
 					bal, req := benchBalancer(b, method, layout, n)
 					b.ReportAllocs()
-					cpu := startCPU(b)
+					cpu := benchutil.StartCPU(b)
 					for i := 0; i < b.N; i++ {
 						p, err := bal.Pick(ctx, req)
 						if err != nil {
@@ -114,7 +93,7 @@ func BenchmarkPick(b *testing.B) {
 						}
 						p.Member.Release()
 					}
-					cpu.stop(b)
+					cpu.Stop(b)
 				})
 			}
 		}
@@ -130,7 +109,7 @@ func BenchmarkPickParallel(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/n=%d", method, n), func(b *testing.B) {
 				bal, _ := benchBalancer(b, method, "flat", n)
 				b.ReportAllocs()
-				cpu := startCPU(b)
+				cpu := benchutil.StartCPU(b)
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
 						p, err := bal.Pick(ctx, nil)
@@ -141,7 +120,7 @@ func BenchmarkPickParallel(b *testing.B) {
 						p.Member.Release()
 					}
 				})
-				cpu.stop(b)
+				cpu.Stop(b)
 			})
 		}
 	}
@@ -152,13 +131,13 @@ func BenchmarkPickParallel(b *testing.B) {
 func BenchmarkSessionRoute(b *testing.B) {
 	bal, req := benchBalancer(b, "byrequests", "sticky", 8)
 	b.ReportAllocs()
-	cpu := startCPU(b)
+	cpu := benchutil.StartCPU(b)
 	for i := 0; i < b.N; i++ {
 		if _, _, ok := bal.sessionRoute(req); !ok {
 			b.Fatal("no route")
 		}
 	}
-	cpu.stop(b)
+	cpu.Stop(b)
 }
 
 // TestBenchLayouts checks that the benchmark layouts select what they are

@@ -57,17 +57,6 @@ func setFlag(t *testing.T, b *Balancer, name string, f Status, on bool) {
 	mustApply(t, b, Edit{Members: []MemberEdit{me}})
 }
 
-func mgState(t *testing.T, b *Balancer, name string) MemberState {
-	t.Helper()
-	for _, s := range b.States() {
-		if s.Name == name {
-			return s
-		}
-	}
-	t.Fatalf("no member %s", name)
-	return MemberState{}
-}
-
 func TestManageFindMemberLongestPrefix(t *testing.T) {
 	b := mgBalancer(t, Config{Members: mgMembers(
 		"http://127.0.0.1:9002", "http://127.0.0.1:9003/app", "http://127.0.0.1:9003/app/v2", "http://h")})
@@ -99,10 +88,10 @@ func TestManageLoadFactorRecalc(t *testing.T) {
 	b := mgBalancer(t, Config{Members: mgMembers("http://a", "http://b")})
 	mustApply(t, b, Edit{Members: []MemberEdit{{Name: "http://a", LoadFactor: ptr(250)}}})
 	// recalc_factors: every member's lbstatus := its lbfactor.
-	if s := mgState(t, b, "http://a"); s.LoadFactor != 250 || s.LBStatus != 250 {
+	if s := stateOf(t, b, "a"); s.LoadFactor != 250 || s.LBStatus != 250 {
 		t.Errorf("a: lf %d lbstatus %d", s.LoadFactor, s.LBStatus)
 	}
-	if s := mgState(t, b, "http://b"); s.LBStatus != 100 {
+	if s := stateOf(t, b, "b"); s.LBStatus != 100 {
 		t.Errorf("b: lbstatus %d", s.LBStatus)
 	}
 	for _, lf := range []int{0, 99, 10001, -5} {
@@ -113,7 +102,7 @@ func TestManageLoadFactorRecalc(t *testing.T) {
 	// A one-member balancer is forced to 1.00.
 	one := mgBalancer(t, Config{Members: mgMembers("http://only")})
 	mustApply(t, one, Edit{Members: []MemberEdit{{Name: "http://only", LoadFactor: ptr(500)}}})
-	if s := mgState(t, one, "http://only"); s.LoadFactor != 100 || s.LBStatus != 100 {
+	if s := stateOf(t, one, "only"); s.LoadFactor != 100 || s.LBStatus != 100 {
 		t.Errorf("single member: lf %d lbstatus %d, want 100 100", s.LoadFactor, s.LBStatus)
 	}
 }
@@ -397,13 +386,13 @@ func TestManageSnapshotRestore(t *testing.T) {
 	if v.LBMethod != "bytraffic" || v.Timeout != 9*time.Second || v.StickySession != "S" || v.StickyPath != "p" || v.Nonce != nonce {
 		t.Errorf("balancer params not restored: %+v", v)
 	}
-	if s := mgState(t, r, "http://a"); s.LoadFactor != 300 || s.Status != Initialized|Disabled || s.Route != "ra" {
+	if s := stateOf(t, r, "a"); s.LoadFactor != 300 || s.Status != Initialized|Disabled || s.Route != "ra" {
 		t.Errorf("a: %+v %s", s, s.Status.Letters())
 	}
-	if s := mgState(t, r, "http://b"); s.Status != Initialized || s.Route != "rb2" {
+	if s := stateOf(t, r, "b"); s.Status != Initialized || s.Route != "rb2" {
 		t.Errorf("b (config changed) got saved state: %+v %s", s, s.Status.Letters())
 	}
-	if s := mgState(t, r, "http://dyn:81"); !s.Dynamic || s.Status != Initialized || s.LBSet != 2 {
+	if s := stateOf(t, r, "dyn:81"); !s.Dynamic || s.Status != Initialized || s.LBSet != 2 {
 		t.Errorf("dyn: %+v %s", s, s.Status.Letters())
 	}
 
@@ -441,10 +430,10 @@ func TestRestoreSkipsInvalidMemberWhole(t *testing.T) {
 	if len(rep.Restored) != 1 || len(rep.Skipped) != 1 || !strings.HasPrefix(rep.Skipped[0], "http://a:") {
 		t.Errorf("report %+v", rep)
 	}
-	if s := mgState(t, r, "http://a"); s.Status != Initialized || s.LoadFactor != 100 {
+	if s := stateOf(t, r, "a"); s.Status != Initialized || s.LoadFactor != 100 {
 		t.Errorf("a was partly restored: %+v %s", s, s.Status.Letters())
 	}
-	if s := mgState(t, r, "http://b"); s.Status != Initialized|Drain {
+	if s := stateOf(t, r, "b"); s.Status != Initialized|Drain {
 		t.Errorf("b: %s", s.Status.Letters())
 	}
 }

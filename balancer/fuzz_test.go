@@ -2,7 +2,9 @@ package balancer
 
 import (
 	"context"
+	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,10 +13,10 @@ import (
 // Fuzz targets of the engine's parsers of untrusted input: the status=
 // syntax, the sticky-session extraction from URLs and Cookie headers, a whole
 // Pick with a hostile request, the manager form values and the member URL.
-// Plain `go test` runs the seeds (f.Add and testdata/fuzz/<Target>/); CI runs
-// each target for a few seconds with
+// Plain `go test` runs the seeds (f.Add and testdata/fuzz/<Target>/); CI
+// (.ci/fuzz.sh) runs each target for a fixed number of executions, e.g.
 //
-//	go test -run '^$' -fuzz '^FuzzPathParam$' -fuzztime 10s ./balancer/
+//	go test -run '^$' -fuzz '^FuzzPathParam$' -fuzztime 200000x ./balancer/
 //
 // Where httpd's C code is simple enough, the property is differential: the
 // result must equal a literal re-statement of the C function's pointer walk
@@ -268,17 +270,23 @@ func FuzzRouteFromValue(f *testing.F) {
 	})
 }
 
-// FuzzPick runs a whole selection with a hostile URL and Cookie header on a
+// FuzzPick runs whole selections with a hostile URL and Cookie header on a
 // sticky balancer whose members carry routes, redirects (with a cycle) and
-// assorted flags: no panic, a member or one of the two 503 errors, busy
-// back to zero after Release, and a route-found member is the route's or a
-// redirect's.
+// assorted flags, each picked member then failing its connection: no panic,
+// busy back to zero after Release, and the member picked is the one the
+// test's own model of the members (pickModel, written from
+// proxy_balancer_pre_request, find_route_worker and the lbmethods' tiers)
+// allows: the route's member when it is usable, else the member a chain of
+// redirects leads to, else (or without a route) a member of the first tier
+// that a balanced pick draws from, with BALANCER_ROUTE_CHANGED set; or one of
+// the two 503 errors exactly when the model has no member to give.
 func FuzzPick(f *testing.F) {
 	f.Add("balancer://fz/a;jsessionid=abc.r1", "JSESSIONID=x.r2", byte('.'), false, false, uint8(0))
 	f.Add("balancer://fz/a?jsessionid=abc.r3", "", byte('.'), true, true, uint8(1))
 	f.Add("balancer://fz/", "JSESSIONID=.r4", byte(0), false, true, uint8(2))
 	f.Add("balancer://fz/x?jsessionid=r5", "JSESSIONID=r2", byte(0), false, false, uint8(3))
 	f.Add("", "JSESSIONID=a.r9, JSESSIONID=b.r1", byte('.'), false, true, uint8(4))
+	f.Add("/x?jsessionid=.r1", "", byte('.'), false, false, uint8(16+4))
 	f.Fuzz(func(t *testing.T, url, cookie string, sep byte, scolon, nofailover bool, variant uint8) {
 		methods := []string{"byrequests", "bybusyness", "bytraffic"}
 		st := func(s string) Status {
@@ -287,6 +295,10 @@ func FuzzPick(f *testing.F) {
 				t.Fatal(err)
 			}
 			return v
+		}
+		retry := time.Minute
+		if variant&16 != 0 {
+			retry = 500 * time.Millisecond // a failed member is retried by the next request
 		}
 		cfg := Config{
 			Name: "fz", LBMethod: methods[int(variant)%3], StickySession: "JSESSIONID", StickyPath: "jsessionid",
@@ -299,36 +311,85 @@ func FuzzPick(f *testing.F) {
 				{URL: "http://127.0.0.1:5", Route: "r5", Status: st("R")},
 			},
 		}
+		model := &pickModel{retry: retry, forceRecovery: cfg.ForceRecovery, members: []*modelMember{
+			{route: "r1", redirect: "r2", disabled: true},
+			{route: "r2", redirect: "r1", lbset: 1},
+			{route: "r3", drain: true},
+			{route: "r4", standby: true},
+			{route: "r5", spare: true},
+		}}
 		if variant&4 != 0 {
 			cfg.Members[1].Status = st("E")
+			model.members[1].inError = true // error time 0: retried at the first look
+		}
+		for i := range cfg.Members {
+			cfg.Members[i].Retry = &retry
 		}
 		b, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
+		index := map[*Member]int{}
+		for i, m := range b.Members() {
+			index[m] = i
+		}
 		clock := testEpoch
 		b.Now = func() time.Time { return clock }
+
+		// The session route, from the reference re-statements of
+		// get_path_param and get_cookie_param (C strings: not with NUL).
+		var wantRoute string
+		var wantHasRoute, checkRoute bool
+		if strings.IndexByte(url, 0) < 0 && strings.IndexByte(cookie, 0) < 0 {
+			checkRoute = true
+			value, found := refPathParam(url, "jsessionid", scolon)
+			if !found {
+				value, found = refCookieParam(cookie, "JSESSIONID")
+			}
+			if found {
+				if sep == 0 {
+					wantRoute, wantHasRoute = value, true
+				} else if i := strings.IndexByte(value, sep); i >= 0 {
+					wantRoute, wantHasRoute = value[i+1:], true
+				}
+			}
+		}
+
 		for i := 0; i < 2; i++ {
 			p, err := b.Pick(context.Background(), &Request{URL: url, Cookie: cookie})
+			if checkRoute && (p.HasRoute != wantHasRoute || p.Route != wantRoute) {
+				t.Fatalf("session route %q (found %v); get_path_param/get_cookie_param give %q (found %v)",
+					p.Route, p.HasRoute, wantRoute, wantHasRoute)
+			}
+			want := model.pick(clock, p.HasRoute, p.Route, nofailover)
 			if err != nil {
 				if err != ErrNoMember && err != ErrNoFailover {
-					t.Fatalf("Pick: unexpected error %v", err)
+					t.Fatalf("Pick %d: unexpected error %v", i, err)
 				}
 				if p.Member != nil {
-					t.Fatalf("Pick failed but returned a member")
+					t.Fatalf("Pick %d failed (%v) but returned a member", i, err)
+				}
+				if err != want.err {
+					t.Fatalf("Pick %d (route %q, found %v): %v; the model expects %s", i, p.Route, p.HasRoute, err, want)
 				}
 				continue
 			}
 			if p.Member == nil {
-				t.Fatal("Pick: no member and no error")
+				t.Fatalf("Pick %d: no member and no error", i)
 			}
-			if p.HasRoute && !p.RouteChanged && p.Member.Route() != p.Route {
-				t.Fatalf("route %q kept but member %s has route %q", p.Route, p.Member.Name(), p.Member.Route())
+			got, ok := index[p.Member]
+			if !ok {
+				t.Fatalf("Pick %d: member %s is not one of the balancer's", i, p.Member.Name())
+			}
+			if want.err != nil || !want.allows(got) || p.RouteChanged != want.routeChanged {
+				t.Fatalf("Pick %d (route %q, found %v): member %d (%s, route %q), route changed %v; the model expects %s\nmembers: %s",
+					i, p.Route, p.HasRoute, got+1, p.Member.Name(), p.Member.Route(), p.RouteChanged, want, model)
 			}
 			if p.WorkerRoute != p.Member.Route() {
 				t.Fatalf("WorkerRoute %q, member route %q", p.WorkerRoute, p.Member.Route())
 			}
 			p.Member.ConnectFailed() // the next iteration sees an E member
+			model.failed(got, clock)
 			p.Member.Release()
 			clock = clock.Add(time.Second)
 		}
@@ -338,6 +399,180 @@ func FuzzPick(f *testing.F) {
 			}
 		}
 	})
+}
+
+// modelMember is FuzzPick's record of one member: what its configuration
+// says, and when the test last made its connection fail.
+type modelMember struct {
+	route, redirect                 string
+	lbset                           int
+	disabled, drain, standby, spare bool
+	inError                         bool
+	failedAt                        time.Time // zero: E from the configuration (error time 0)
+}
+
+// pickModel is FuzzPick's expectation of a selection, from httpd's rules
+// rather than from the engine's code.
+type pickModel struct {
+	members       []*modelMember
+	retry         time.Duration
+	forceRecovery bool
+}
+
+// errorOver reports whether the member is out of error once
+// ap_proxy_retry_worker has looked at it: not in error, or its retry period
+// has passed (the error time is the Unix epoch for a configured E).
+func (pm *pickModel) errorOver(m *modelMember, now time.Time) bool {
+	if !m.inError {
+		return true
+	}
+	at := m.failedAt
+	if at.IsZero() {
+		at = time.Unix(0, 0)
+	}
+	return now.Sub(at) > pm.retry
+}
+
+// usable is PROXY_WORKER_IS_USABLE after the retry rule: not disabled and
+// out of error.
+func (pm *pickModel) usable(m *modelMember, now time.Time) bool {
+	return !m.disabled && pm.errorOver(m, now)
+}
+
+func (pm *pickModel) failed(i int, now time.Time) {
+	pm.members[i].inError, pm.members[i].failedAt = true, now
+}
+
+// pickWant is the set of outcomes the model allows.
+type pickWant struct {
+	err          error
+	members      []int // any one of these
+	routeChanged bool
+}
+
+func (w pickWant) allows(i int) bool {
+	for _, m := range w.members {
+		if m == i {
+			return true
+		}
+	}
+	return false
+}
+
+func (w pickWant) String() string {
+	if w.err != nil {
+		return fmt.Sprintf("error %q", w.err)
+	}
+	var ms []string
+	for _, m := range w.members {
+		ms = append(ms, strconv.Itoa(m+1))
+	}
+	return fmt.Sprintf("one of members [%s], route changed %v", strings.Join(ms, " "), w.routeChanged)
+}
+
+func (pm *pickModel) String() string {
+	var out []string
+	for i, m := range pm.members {
+		flags := ""
+		for _, f := range []struct {
+			on     bool
+			letter string
+		}{{m.disabled, "D"}, {m.drain, "N"}, {m.standby, "H"}, {m.spare, "R"}, {m.inError, "E"}} {
+			if f.on {
+				flags += f.letter
+			}
+		}
+		e := ""
+		if m.inError && !m.failedAt.IsZero() {
+			e = " since " + m.failedAt.Format(time.TimeOnly)
+		}
+		out = append(out, fmt.Sprintf("%d: route %q redirect %q lbset %d flags %q%s", i+1, m.route, m.redirect, m.lbset, flags, e))
+	}
+	return strings.Join(out, "; ")
+}
+
+// pick is proxy_balancer_pre_request with the model's members at time now.
+func (pm *pickModel) pick(now time.Time, hasRoute bool, route string, nofailover bool) pickWant {
+	// force_recovery: when every member is still in error once the retry
+	// rule has been applied, forcerecovery lifts E on all of them.
+	allInError := true
+	for _, m := range pm.members {
+		if pm.errorOver(m, now) {
+			allInError = false
+			break
+		}
+	}
+	if allInError && pm.forceRecovery {
+		for _, m := range pm.members {
+			m.inError = false
+		}
+	}
+	if hasRoute && route != "" {
+		// find_route_worker: the member with the route if usable, else
+		// follow its redirect, to a depth below the member count. (The
+		// model's routes are unique, so the standby pass does not matter.)
+		byRoute := map[string]int{}
+		for i, m := range pm.members {
+			byRoute[m.route] = i
+		}
+		r := route
+		for depth := 1; depth <= len(pm.members); depth++ {
+			i, ok := byRoute[r]
+			if !ok {
+				break
+			}
+			if pm.usable(pm.members[i], now) {
+				return pickWant{members: []int{i}, routeChanged: pm.members[i].route != route}
+			}
+			if pm.members[i].redirect == "" {
+				break
+			}
+			r = pm.members[i].redirect
+		}
+		if _, ok := byRoute[route]; ok && nofailover {
+			return pickWant{err: ErrNoFailover}
+		}
+	}
+	// A balanced pick: the lowest lbset that has a candidate; in it the
+	// usable regular members (not draining, not spares, not standbys), plus
+	// as many usable spares, in order, as there are regular members out of
+	// use (draining or unusable); if that is none, the usable standbys.
+	maxSet := 0
+	for _, m := range pm.members {
+		maxSet = max(maxSet, m.lbset)
+	}
+	for set := 0; set <= maxSet; set++ {
+		var regular, spares, standbys []int
+		out := 0
+		for i, m := range pm.members {
+			if m.lbset != set {
+				continue
+			}
+			ok := pm.usable(m, now) && !m.drain
+			switch {
+			case m.spare:
+				if ok {
+					spares = append(spares, i)
+				}
+			case m.standby:
+				if ok {
+					standbys = append(standbys, i)
+				}
+			case ok:
+				regular = append(regular, i)
+			default:
+				out++
+			}
+		}
+		cands := append(regular, spares[:min(out, len(spares))]...)
+		if len(cands) == 0 {
+			cands = standbys
+		}
+		if len(cands) > 0 {
+			return pickWant{members: cands, routeChanged: true}
+		}
+	}
+	return pickWant{err: ErrNoMember}
 }
 
 // FuzzMemberURL: member URLs (configuration, the manager's b_nwrkr and w, the

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lbset/caddy-balancer/internal/httpdtest"
+	"github.com/lbset/caddy-balancer/internal/testenv"
 )
 
 // scenarios is the suite. Sequences in Want are docs/behaviour.md's observations or
@@ -419,9 +420,7 @@ func TestMain(m *testing.M) {
 var versionRE = regexp.MustCompile(`Apache/(\S+)`)
 
 func TestConformance(t *testing.T) {
-	if err := httpdtest.Available(); err != nil {
-		t.Skipf("httpd not installed (%v): install Debian's apache2 to run the conformance suite", err)
-	}
+	testenv.NeedTool(t, "apache2", httpdtest.Binary())
 	version, err := httpdtest.Version()
 	if err != nil {
 		t.Fatalf("%s -v: %v", httpdtest.Binary(), err)

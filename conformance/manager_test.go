@@ -93,23 +93,29 @@ func managerXML(base, name string) (*managerBalancer, error) {
 // settledState fetches the balancer's state once no member is busy any more:
 // both servers release a member's busy count when the answer ends, which may
 // be a moment after the client has read it (httpd: the request pool's
-// cleanup). It gives up after two seconds and returns the last state, whose
-// nonzero busy counts then show as a difference.
+// cleanup). If a member is still busy after five seconds, it returns an error
+// naming the busy members: a request that never ends is a failure, not a
+// state to compare.
 func settledState(base, name string) (*managerBalancer, error) {
-	deadline := time.Now().Add(2 * time.Second)
+	const patience = 5 * time.Second
+	deadline := time.Now().Add(patience)
 	for {
 		st, err := managerXML(base, name)
 		if err != nil {
 			return nil, err
 		}
-		busy := false
+		var busy []string
 		for _, w := range st.Workers {
 			if w.Busy != 0 {
-				busy = true
+				busy = append(busy, fmt.Sprintf("%s busy %d", w.Name, w.Busy))
 			}
 		}
-		if !busy || time.Now().After(deadline) {
+		if len(busy) == 0 {
 			return st, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("balancer://%s still has busy members %v after the answers ended: %s",
+				name, patience, strings.Join(busy, ", "))
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

@@ -224,15 +224,15 @@ func runScenario(t *testing.T, sc *Scenario) verdict {
 	}
 
 	hseq, cseq := gots(hres.outcomes), gots(cres.outcomes)
-	var diffs []stateField
-	switch {
-	case hres.stateErr != nil:
-		t.Errorf("httpd manager state: %v", hres.stateErr)
-	case cres.stateErr != nil:
-		diffs = []stateField{{"manager XML", "ok", cres.stateErr.Error()}}
-	default:
-		diffs = stateDiffs(compareStates(sc, members, hres.state, cres.state))
+	// No final state is a failure of the run, never a difference (which a
+	// KnownDiff could excuse).
+	if hres.stateErr != nil {
+		t.Fatalf("httpd manager state: %v\n%s%s", hres.stateErr, sc.describe(), hres.logs)
 	}
+	if cres.stateErr != nil {
+		t.Fatalf("caddy manager state: %v\n%s%s", cres.stateErr, sc.describe(), cres.logs)
+	}
+	diffs := stateDiffs(compareStates(sc, members, hres.state, cres.state))
 	mgrs := ""
 	if len(hres.manager) > 0 {
 		mgrs = fmt.Sprintf("manager answers: httpd %s, caddy %s\n", strings.Join(hres.manager, " "), strings.Join(cres.manager, " "))

@@ -24,6 +24,7 @@ import (
 	_ "github.com/lbset/caddy-balancer"
 	"github.com/lbset/caddy-balancer/httpdadapter"
 	"github.com/lbset/caddy-balancer/internal/httpdtest"
+	"github.com/lbset/caddy-balancer/internal/testenv"
 )
 
 // These tests run the configurations of httpd's Reverse Proxy Guide (and a
@@ -286,9 +287,7 @@ var hdtHTTPDModules = []httpdtest.Module{
 // hdtRunHTTPD runs the scenario through real httpd.
 func hdtRunHTTPD(t *testing.T, sc *hdtScenario) []hdtOutcome {
 	t.Helper()
-	if err := httpdtest.Available(); err != nil {
-		t.Skipf("no httpd: %v", err)
-	}
+	testenv.NeedTool(t, "apache2", httpdtest.Binary())
 	side := hdtNewSide(t, sc)
 	dir := t.TempDir()
 	var b strings.Builder

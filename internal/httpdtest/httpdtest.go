@@ -19,7 +19,9 @@ import (
 	"time"
 )
 
-// Binary is the httpd under test: CONFORMANCE_APACHE2, else Debian's path.
+// Binary is the httpd under test: CONFORMANCE_APACHE2, else Debian's path. A
+// test that needs it calls testenv.NeedTool(t, "apache2", Binary()), which
+// skips the test on a machine without httpd and fails it in CI.
 func Binary() string {
 	if p := os.Getenv("CONFORMANCE_APACHE2"); p != "" {
 		return p
@@ -33,12 +35,6 @@ func ModulesDir() string {
 		return p
 	}
 	return "/usr/lib/apache2/modules"
-}
-
-// Available reports why httpd cannot be run here, or nil.
-func Available() error {
-	_, err := os.Stat(Binary())
-	return err
 }
 
 // Version returns the first line of `apache2 -v`.
