@@ -6,12 +6,13 @@ package redistest
 import (
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lbset/caddy-balancer/internal/testenv"
 )
 
 // Binary is the redis-server executable (Debian's redis-server package).
@@ -27,16 +28,10 @@ type Server struct {
 }
 
 // Start starts a redis-server. Where it is not installed the test is
-// skipped, except in CI (the CI environment variable is set), where that
-// must fail: a broken install step must not pass as green.
+// skipped, except in CI, where that fails (internal/testenv).
 func Start(t testing.TB) *Server {
 	t.Helper()
-	if _, err := exec.LookPath(Binary); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("redis-server is required in CI: %v (apt-get install redis-server)", err)
-		}
-		t.Skipf("redis-server not installed: %v", err)
-	}
+	testenv.NeedTool(t, "redis-server", Binary)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
