@@ -17,6 +17,7 @@ import (
 
 	"github.com/lbset/caddy-balancer/balancer"
 	"github.com/lbset/caddy-balancer/config"
+	"github.com/lbset/caddy-balancer/metrics"
 )
 
 // stateVarKey is the request variable that carries a request's balancer state
@@ -277,8 +278,9 @@ func (v *balancerVars) placeholder(key string) (any, bool) {
 }
 
 // memberTransport wraps the reverse_proxy transport: it sends each attempt to
-// its member's scheme and path, applies the member's timeout, counts bytes and
-// records connection failures and the response status for the balancer.
+// its member's scheme and path, applies the member's timeout, counts bytes,
+// records connection failures and the response status for the balancer, and
+// the attempt's outcome and latencies for the metrics (metrics.Recorder).
 type memberTransport struct {
 	inner http.RoundTripper
 }
@@ -318,9 +320,12 @@ func (t *memberTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody {
 		req.Body = &countingBody{ReadCloser: req.Body, m: m, to: true}
 	}
+	rec := metrics.For(m)
+	start := time.Now()
 	resp, err := t.inner.RoundTrip(req)
 	if timer != nil && !timer.stop() {
 		st.timedOut = true
+		rec.Failed(metrics.OutcomeTimeout)
 		if resp != nil && resp.Body != nil {
 			resp.Body.Close()
 		}
@@ -334,10 +339,14 @@ func (t *memberTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		var de reverseproxy.DialError
 		if errors.As(err, &de) {
 			st.connectFailed = true
+			rec.Failed(metrics.OutcomeConnectFailure)
 			m.ConnectFailed()
+		} else {
+			rec.Failed(failureOutcome(req, err))
 		}
 		return nil, err
 	}
+	rec.Headers(resp.StatusCode, time.Since(start))
 	m.ConnectOK()
 	st.status = resp.StatusCode
 	h := st.h
@@ -353,12 +362,13 @@ func (t *memberTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if conn, ok := resp.Body.(io.ReadWriteCloser); ok {
 		// 101 Switching Protocols: the body is the member's upgraded
 		// connection, which reverse_proxy needs writable.
+		// The tunnel's lifetime is not an exchange's duration: not observed.
 		ub := &upgradedBody{countingBody: countingBody{ReadCloser: resp.Body, m: m, done: timer}, conn: conn}
 		st.respBody = &ub.countingBody
 		resp.Body = ub
 		return resp, nil
 	}
-	cb := &countingBody{ReadCloser: resp.Body, m: m, done: timer}
+	cb := &countingBody{ReadCloser: resp.Body, m: m, done: timer, rec: rec, start: start}
 	st.respBody = cb
 	resp.Body = cb
 	return resp, nil
@@ -391,12 +401,29 @@ func requestURILen(u *url.URL) int {
 	return n
 }
 
+// failureOutcome classifies an attempt that connected (or never had to) but
+// got no answer: the client went away, a timeout, or another error.
+func failureOutcome(req *http.Request, err error) metrics.Outcome {
+	if errors.Is(err, context.Canceled) && req.Context().Err() != nil {
+		return metrics.OutcomeCanceled
+	}
+	var ne interface{ Timeout() bool }
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return metrics.OutcomeTimeout
+	}
+	return metrics.OutcomeError
+}
+
 // countingBody counts the bytes of a request or response body.
 type countingBody struct {
 	io.ReadCloser
 	m    *balancer.Member
 	to   bool
 	done *headerTimer
+	// rec, start: the exchange's duration, from start until the answer's
+	// body is released, goes to rec (nil: not observed).
+	rec   *metrics.Recorder
+	start time.Time
 	// released: the member's busy count was decremented for this answer.
 	released atomic.Bool
 }
@@ -407,6 +434,9 @@ type countingBody struct {
 func (c *countingBody) release() {
 	if c.released.CompareAndSwap(false, true) {
 		c.m.Release()
+		if c.rec != nil {
+			c.rec.Exchange(time.Since(c.start))
+		}
 	}
 }
 
