@@ -49,6 +49,9 @@ type requestState struct {
 	// part of the pooled state: the access log may read them after the
 	// request.
 	vars *balancerVars
+	// repl is the request's replacer, where reverse_proxy leaves the
+	// attempt's latencies.
+	repl *caddy.Replacer
 
 	// Room for the first attempt's upstream and its pool, and for the list
 	// of members picked, so that the common request, one attempt, costs no
@@ -83,7 +86,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// caddyhttp.SetVar, with one look-up of the vars map for the state and
 	// the placeholders (each look-up walks the request's context chain).
 	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
-	st.vars = requestVars(r, vars)
+	st.repl, _ = r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	st.vars = requestVars(st.repl, vars)
 	if vars != nil {
 		vars[stateVarKey] = st
 	}
@@ -121,6 +125,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 func (h *Handler) finish(st *requestState, r *http.Request) {
 	if st.member != nil && !st.connectFailed {
 		st.member.PostRequest(st.status, st.timedOut)
+		if st.status != 0 && st.repl != nil {
+			observeLatency(st.member, st.repl)
+		}
 	}
 	for i, m := range st.picked {
 		if i == len(st.picked)-1 && st.respBody != nil {
@@ -233,12 +240,12 @@ const varsVarKey = "balancer.placeholders"
 // requestVars returns the request's placeholders, registering new ones with
 // the request's replacer if the request has none yet. vars is the request's
 // vars map.
-func requestVars(r *http.Request, vars map[string]any) *balancerVars {
+func requestVars(repl *caddy.Replacer, vars map[string]any) *balancerVars {
 	if v, ok := vars[varsVarKey].(*balancerVars); ok {
 		return v
 	}
 	buf := new(balancerVars)
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok && vars != nil {
+	if repl != nil && vars != nil {
 		repl.Map(buf.placeholder)
 		vars[varsVarKey] = buf
 	}
@@ -321,11 +328,10 @@ func (t *memberTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.Body = &countingBody{ReadCloser: req.Body, m: m, to: true}
 	}
 	rec := metrics.For(m)
-	start := time.Now()
 	resp, err := t.inner.RoundTrip(req)
 	if timer != nil && !timer.stop() {
 		st.timedOut = true
-		rec.Failed(metrics.OutcomeTimeout)
+		rec.Outcome(metrics.OutcomeTimeout)
 		if resp != nil && resp.Body != nil {
 			resp.Body.Close()
 		}
@@ -339,14 +345,14 @@ func (t *memberTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		var de reverseproxy.DialError
 		if errors.As(err, &de) {
 			st.connectFailed = true
-			rec.Failed(metrics.OutcomeConnectFailure)
+			rec.Outcome(metrics.OutcomeConnectFailure)
 			m.ConnectFailed()
 		} else {
-			rec.Failed(failureOutcome(req, err))
+			rec.Outcome(failureOutcome(req, err))
 		}
 		return nil, err
 	}
-	rec.Headers(resp.StatusCode, time.Since(start))
+	rec.Outcome(metrics.StatusOutcome(resp.StatusCode))
 	m.ConnectOK()
 	st.status = resp.StatusCode
 	h := st.h
@@ -362,13 +368,12 @@ func (t *memberTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if conn, ok := resp.Body.(io.ReadWriteCloser); ok {
 		// 101 Switching Protocols: the body is the member's upgraded
 		// connection, which reverse_proxy needs writable.
-		// The tunnel's lifetime is not an exchange's duration: not observed.
 		ub := &upgradedBody{countingBody: countingBody{ReadCloser: resp.Body, m: m, done: timer}, conn: conn}
 		st.respBody = &ub.countingBody
 		resp.Body = ub
 		return resp, nil
 	}
-	cb := &countingBody{ReadCloser: resp.Body, m: m, done: timer, rec: rec, start: start}
+	cb := &countingBody{ReadCloser: resp.Body, m: m, done: timer}
 	st.respBody = cb
 	resp.Body = cb
 	return resp, nil
@@ -401,6 +406,27 @@ func requestURILen(u *url.URL) int {
 	return n
 }
 
+// observeLatency records the latencies of the attempt that got m's answer,
+// as reverse_proxy measured them around its call of the transport: the time to
+// the response headers ({http.reverse_proxy.upstream.latency}) and to the end
+// of the answer passed on to the client ({http.reverse_proxy.upstream.duration},
+// not set for an upgraded connection or an answer handled by handle_response).
+// Taking Caddy's figures costs two replacer look-ups instead of three clock
+// reads, the dearer on virtual machines.
+func observeLatency(m *balancer.Member, repl *caddy.Replacer) {
+	rec := metrics.For(m)
+	if v, ok := repl.Get("http.reverse_proxy.upstream.latency"); ok {
+		if d, ok := v.(time.Duration); ok {
+			rec.Headers(d)
+		}
+	}
+	if v, ok := repl.Get("http.reverse_proxy.upstream.duration"); ok {
+		if d, ok := v.(time.Duration); ok {
+			rec.Exchange(d)
+		}
+	}
+}
+
 // failureOutcome classifies an attempt that connected (or never had to) but
 // got no answer: the client went away, a timeout, or another error.
 func failureOutcome(req *http.Request, err error) metrics.Outcome {
@@ -420,10 +446,6 @@ type countingBody struct {
 	m    *balancer.Member
 	to   bool
 	done *headerTimer
-	// rec, start: the exchange's duration, from start until the answer's
-	// body is released, goes to rec (nil: not observed).
-	rec   *metrics.Recorder
-	start time.Time
 	// released: the member's busy count was decremented for this answer.
 	released atomic.Bool
 }
@@ -434,9 +456,6 @@ type countingBody struct {
 func (c *countingBody) release() {
 	if c.released.CompareAndSwap(false, true) {
 		c.m.Release()
-		if c.rec != nil {
-			c.rec.Exchange(time.Since(c.start))
-		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package live
 
 import (
+	"math"
 	"strings"
 	"time"
 
@@ -123,7 +124,7 @@ func (s *Sampler) Data(now time.Time) BalancerData {
 		points = ring[:1] // just started: counts from the first sample, no rate yet
 	}
 	points = append(points, fresh)
-	out.WindowSeconds = now.Sub(points[0].at).Seconds()
+	out.WindowSeconds = *num(now.Sub(points[0].at).Seconds())
 	intervals := len(points) - 1
 	out.Times = make([]int64, intervals)
 	for i := range intervals {
@@ -226,4 +227,9 @@ func errorsIn(new, old [metrics.NumOutcomes]uint64) int64 {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-func num(f float64) *float64 { return &f }
+// num is f rounded to a thousandth (of a request per second, of a
+// millisecond), for the JSON.
+func num(f float64) *float64 {
+	f = math.Round(f*1000) / 1000
+	return &f
+}

@@ -38,7 +38,9 @@ func request(t *testing.T, b *balancer.Balancer, route string, n int, d time.Dur
 		if p.Member.Route() != route {
 			t.Fatalf("picked %s, want route %s", p.Member.Name(), route)
 		}
-		metrics.For(p.Member).Headers(200, d)
+		rec := metrics.For(p.Member)
+		rec.Outcome(metrics.StatusOutcome(200))
+		rec.Headers(d)
 		if !hold {
 			p.Member.Release()
 		}
@@ -227,11 +229,11 @@ func TestSamplerErrors(t *testing.T) {
 	a := b.FindMemberByName("http://a:1")
 	rec := metrics.For(a)
 	s.Take(t0)
-	rec.Headers(503, time.Millisecond)
-	rec.Headers(404, time.Millisecond)
-	rec.Failed(metrics.OutcomeConnectFailure)
-	rec.Failed(metrics.OutcomeTimeout)
-	rec.Failed(metrics.OutcomeCanceled)
+	rec.Outcome(metrics.StatusOutcome(503))
+	rec.Outcome(metrics.StatusOutcome(404))
+	rec.Outcome(metrics.OutcomeConnectFailure)
+	rec.Outcome(metrics.OutcomeTimeout)
+	rec.Outcome(metrics.OutcomeCanceled)
 	d := s.Data(t0.Add(5 * time.Second))
 	if am := member(t, d, "http://a:1"); am.Errors != 3 || !same(values(am.Series.Errors), []float64{3}) {
 		t.Fatalf("errors %d %v, want 3 (503, connect failure, timeout)", am.Errors, values(am.Series.Errors))

@@ -106,20 +106,19 @@ func For(m *balancer.Member) *Recorder {
 	return m.Attach(new(Recorder)).(*Recorder)
 }
 
-// Headers records an attempt that got the member's response headers d after
-// the request was handed to the transport.
-func (r *Recorder) Headers(status int, d time.Duration) {
-	r.outcomes[StatusOutcome(status)].Add(1)
-	r.header.observe(d)
-}
-
-// Failed records an attempt that got no answer.
-func (r *Recorder) Failed(o Outcome) {
+// Outcome counts an attempt that ended with o.
+func (r *Recorder) Outcome(o Outcome) {
 	r.outcomes[o].Add(1)
 }
 
-// Exchange records the time from the request to the end of the answer (its
-// body closed) of an attempt recorded with Headers.
+// Headers records the time from handing an attempt to the transport until
+// the member's response headers arrived.
+func (r *Recorder) Headers(d time.Duration) {
+	r.header.observe(d)
+}
+
+// Exchange records the time from handing an attempt to the transport until
+// the member's answer had been passed on in full.
 func (r *Recorder) Exchange(d time.Duration) {
 	r.exchange.observe(d)
 }

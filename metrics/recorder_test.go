@@ -12,7 +12,13 @@ import (
 	"github.com/lbset/caddy-balancer/balancer"
 )
 
-func newMembers(t *testing.T, urls ...string) (*balancer.Balancer, []*balancer.Member) {
+// answer records an attempt answered with code, its headers after d.
+func answer(r *Recorder, code int, d time.Duration) {
+	r.Outcome(StatusOutcome(code))
+	r.Headers(d)
+}
+
+func newMembers(t testing.TB, urls ...string) (*balancer.Balancer, []*balancer.Member) {
 	t.Helper()
 	cfg := balancer.Config{Name: "m"}
 	for _, u := range urls {
@@ -37,7 +43,7 @@ func TestHistogramBuckets(t *testing.T) {
 		10 * time.Second,       // le 10
 		11 * time.Second,       // +Inf
 	} {
-		r.Headers(200, d)
+		answer(&r, 200, d)
 	}
 	h := r.HeaderLatency()
 	want := [NumBuckets + 1]uint64{3, 1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 1}
@@ -88,16 +94,16 @@ func TestHistogramQuantile(t *testing.T) {
 // (a new member of the same name) counts from zero.
 func TestHistogramSub(t *testing.T) {
 	var r Recorder
-	r.Headers(200, 2*time.Millisecond)
+	answer(&r, 200, 2*time.Millisecond)
 	old := r.HeaderLatency()
-	r.Headers(200, 20*time.Millisecond)
-	r.Headers(200, 30*time.Millisecond)
+	answer(&r, 200, 20*time.Millisecond)
+	answer(&r, 200, 30*time.Millisecond)
 	d := r.HeaderLatency().Sub(old)
 	if d.Count() != 2 || d.Sum != 50*time.Millisecond || d.Counts[4] != 1 || d.Counts[5] != 1 {
 		t.Fatalf("difference %+v", d)
 	}
 	var fresh Recorder
-	fresh.Headers(200, time.Millisecond)
+	answer(&fresh, 200, time.Millisecond)
 	if d := fresh.HeaderLatency().Sub(r.HeaderLatency()); d.Count() != 1 {
 		t.Fatalf("difference with an older, larger histogram: %+v, want the newer one whole", d)
 	}
@@ -106,12 +112,12 @@ func TestHistogramSub(t *testing.T) {
 func TestOutcomes(t *testing.T) {
 	var r Recorder
 	for _, code := range []int{101, 200, 204, 302, 404, 499, 500, 503, 599} {
-		r.Headers(code, time.Millisecond)
+		answer(&r, code, time.Millisecond)
 	}
-	r.Failed(OutcomeConnectFailure)
-	r.Failed(OutcomeTimeout)
-	r.Failed(OutcomeTimeout)
-	r.Failed(OutcomeCanceled)
+	r.Outcome(OutcomeConnectFailure)
+	r.Outcome(OutcomeTimeout)
+	r.Outcome(OutcomeTimeout)
+	r.Outcome(OutcomeCanceled)
 	got := map[string]uint64{}
 	for o, n := range r.Outcomes() {
 		got[Outcome(o).String()] = n
@@ -135,7 +141,7 @@ func TestForOnePerMember(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			got[i] = For(ms[0])
-			got[i].Headers(200, time.Millisecond)
+			answer(got[i], 200, time.Millisecond)
 		}()
 	}
 	wg.Wait()
@@ -156,7 +162,7 @@ func TestForOnePerMember(t *testing.T) {
 // on counters only) and has the new series.
 func TestCollectorLint(t *testing.T) {
 	b, ms := newMembers(t, "http://a:1")
-	For(ms[0]).Headers(200, 3*time.Millisecond)
+	answer(For(ms[0]), 200, 3*time.Millisecond)
 	For(ms[0]).Exchange(7 * time.Millisecond)
 	c := Collector{Balancers: func() []*balancer.Balancer { return []*balancer.Balancer{b} }}
 	problems, err := testutil.CollectAndLint(c)
