@@ -9,13 +9,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lbset/caddy-balancer/api"
+	"github.com/lbset/caddy-balancer/live"
 	"github.com/lbset/caddy-balancer/manager"
 )
 
 // The balancer-manager (package manager) and the JSON API (package api),
 // mounted on Caddy's admin endpoint (admin.api.balancer_manager) and, for
-// people with a browser, the manager on a site route
-// (http.handlers.balancer_manager).
+// people with a browser, the manager and the live view (package live) on a
+// site route (http.handlers.balancer_manager).
 
 func init() {
 	caddy.RegisterModule(AdminManager{})
@@ -103,10 +104,14 @@ func serverVersion() string {
 
 // ManagerHandler serves httpd's balancer-manager page on a site route, as
 // `<Location /balancer-manager> SetHandler balancer-manager` does: the HTML
-// page, the edit forms (POST) and `?xml=1`. Protect the route with Caddy's own
-// access control (basic_auth, remote_ip, forward_auth ...), as httpd's manual
-// asks for `Require`; the nonce and the same-host Referer check are defence in
-// depth only. The handler answers every request itself.
+// page, the edit forms (POST) and `?xml=1`; and beside it, at the same path
+// with `?view=live`, the live view (package live): charts of each member's
+// requests, latency and health checks, and buttons to drain, disable, enable
+// and weigh members. Protect the route with Caddy's own access control
+// (basic_auth, remote_ip, forward_auth ...), as httpd's manual asks for
+// `Require`; the nonce and the same-host Referer (live view: Origin and
+// Sec-Fetch-Site) checks are defence in depth only. The handler answers
+// every request itself.
 type ManagerHandler struct {
 	// Balancers limits the page to these balancers (names without
 	// "balancer://"). Default: every balancer.
@@ -132,11 +137,21 @@ func (h *ManagerHandler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// ServeHTTP serves the manager; it never calls the next handler.
+// ServeHTTP serves the manager, or the live view for ?view=live; it never
+// calls the next handler.
 func (h *ManagerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	uri := r.URL.Path
 	if or, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && or.URL != nil {
 		uri = or.URL.Path
+	}
+	if live.Wants(r) {
+		live.Serve(w, r, live.Options{
+			Samplers:   liveSamplers,
+			Only:       h.Balancers,
+			ManagerURI: uri,
+			Logger:     h.logger,
+		})
+		return nil
 	}
 	manager.Serve(w, r, manager.Options{
 		StrictReferer: true,

@@ -18,6 +18,7 @@ import (
 	"github.com/lbset/caddy-balancer/balancer"
 	"github.com/lbset/caddy-balancer/fleet"
 	"github.com/lbset/caddy-balancer/hcheck"
+	"github.com/lbset/caddy-balancer/live"
 )
 
 // balancers holds every balancer by name in a UsagePool, so that a balancer
@@ -91,8 +92,10 @@ func (f *fleetEntry) release() { _, _ = fleets.Delete(f.key) }
 func (f *fleetEntry) Destruct() error { return f.node.Close() }
 
 // registryEntry is one balancer and everything it owns across reloads: the
-// engine, its committed definition, the definitions of config loads not yet
-// committed, its persistence, its health checker, and where its events go.
+// engine (and with its members their metrics recorders), its committed
+// definition, the definitions of config loads not yet committed, its
+// persistence, its health checker, the live view's sampler, and where its
+// events go.
 //
 // A config load changes a live balancer only once Caddy has decided to run
 // it: handlers stage their definition at Provision, and the load's App
@@ -117,6 +120,8 @@ type registryEntry struct {
 	waiting *App
 
 	checker *hcheck.Checker
+	// sampler records the members' counters for the live view's charts.
+	sampler *live.Sampler
 	persist persister
 	// fleet is the fleet node the balancer takes part in, nil if none.
 	fleet *fleet.Node
@@ -246,6 +251,9 @@ func (e *registryEntry) commitLocked(app *App) {
 	if e.checker == nil {
 		e.checker = hcheck.Start(e.bal, e.logger)
 	}
+	if e.sampler == nil {
+		e.sampler = live.StartSampler(e.bal, live.DefaultInterval, live.DefaultSlots)
+	}
 }
 
 // onEdit is the balancer's OnEdit hook: a run-time change is persisted (with
@@ -295,11 +303,12 @@ func (e *registryEntry) logger() *zap.Logger {
 }
 
 // Destruct is called when no config load uses the balancer any more: it
-// stops the health checker and unhooks the balancer.
+// stops the health checker and the live view's sampler and unhooks the
+// balancer.
 func (e *registryEntry) Destruct() error {
 	e.mu.Lock()
-	c := e.checker
-	e.checker = nil
+	c, s := e.checker, e.sampler
+	e.checker, e.sampler = nil, nil
 	e.committedBy, e.waiting = nil, nil
 	clear(e.staged)
 	n := e.fleet
@@ -310,6 +319,9 @@ func (e *registryEntry) Destruct() error {
 	}
 	if c != nil {
 		c.Stop()
+	}
+	if s != nil {
+		s.Stop()
 	}
 	e.bal.SetOnStatusChange(nil)
 	e.bal.SetOnEdit(nil)
@@ -412,6 +424,26 @@ func liveBalancers() []*balancer.Balancer {
 		return true
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out
+}
+
+// liveSamplers returns the live view's samplers of the balancers in force,
+// sorted by balancer name.
+func liveSamplers() []*live.Sampler {
+	var out []*live.Sampler
+	balancers.Range(func(_, v any) bool {
+		e, ok := v.(*registryEntry)
+		if !ok {
+			return true
+		}
+		e.mu.Lock()
+		if e.committedBy != nil && e.sampler != nil {
+			out = append(out, e.sampler)
+		}
+		e.mu.Unlock()
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Balancer().Name() < out[j].Balancer().Name() })
 	return out
 }
 

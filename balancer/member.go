@@ -92,6 +92,10 @@ type Member struct {
 	errorTime atomic.Int64 // unix nanoseconds, 0 = never
 	retries   atomic.Int64
 	elected   atomic.Int64
+
+	// attachment is what the balancer's owner keeps with the member
+	// (Attach): the plugin's per-member metrics recorder.
+	attachment atomic.Value
 }
 
 // NormalizeURL returns httpd's worker name for a member URL and its parts: the
@@ -204,6 +208,23 @@ func (m *Member) Timeout() time.Duration { return m.timeout }
 
 // Balancer returns the member's balancer.
 func (m *Member) Balancer() *Balancer { return m.b }
+
+// Attachment returns the value attached to the member with Attach, nil if
+// none. It is one atomic load: the request path reads it for every attempt.
+func (m *Member) Attachment() any { return m.attachment.Load() }
+
+// Attach attaches v to the member unless a value is attached already, and
+// returns the value attached (v, or the one that was there). The engine never
+// reads it: it lets the balancer's owner keep per-member data with the member,
+// so that it lives and goes with the member (added, removed, replaced by a
+// reload that changed its configuration) and is found without a look-up. All
+// values attached to members must have the same concrete type.
+func (m *Member) Attach(v any) any {
+	if m.attachment.CompareAndSwap(nil, v) {
+		return v
+	}
+	return m.attachment.Load()
+}
 
 // AddTraffic counts bytes sent to (to) and read from (from) the member, for
 // bytraffic and the manager's To/From columns.
