@@ -169,6 +169,29 @@ func (a *App) onStatusChange(name string, m *balancer.Member, old, new balancer.
 	})
 }
 
+// MemberDrainedEvent is the name of the Caddy event emitted when a draining
+// member (N) has no request in flight: its last request ended, or N was set
+// while it had none. It is emitted again only after the member was given
+// another request (a sticky one) or N was cleared and set again. Its data:
+//
+//	balancer   name of the balancer (without balancer://)
+//	member     the member's URL (httpd's worker name)
+//	route      the member's route, "" if none
+//
+// The origin module is http.handlers.balancer.
+const MemberDrainedEvent = "balancer_member_drained"
+
+// onDrained is a balancer's OnDrained hook: it logs and emits the
+// balancer_member_drained event.
+func (a *App) onDrained(name string, m *balancer.Member) {
+	a.logger.Info("balancer member drained", zap.String("balancer", name), zap.String("member", m.Name()))
+	a.emit(MemberDrainedEvent, map[string]any{
+		"balancer": name,
+		"member":   m.Name(),
+		"route":    m.Route(),
+	})
+}
+
 // emit emits a Caddy event, if anyone listens.
 func (a *App) emit(event string, data map[string]any) {
 	a.mu.Lock()

@@ -169,6 +169,7 @@ func (e *registryEntry) commitLocked(app *App) {
 	e.bal.SetOnStatusChange(func(m *balancer.Member, old, new balancer.Status, reason string) {
 		app.onStatusChange(e.name, m, old, new, reason)
 	})
+	e.bal.SetOnDrained(func(m *balancer.Member) { app.onDrained(e.name, m) })
 	if e.checker == nil {
 		e.checker = hcheck.Start(e.bal, e.logger)
 	}
@@ -198,6 +199,7 @@ func (e *registryEntry) Destruct() error {
 	}
 	e.bal.SetOnStatusChange(nil)
 	e.bal.SetOnEdit(nil)
+	e.bal.SetOnDrained(nil)
 	return nil
 }
 
