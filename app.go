@@ -7,20 +7,23 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/lbset/caddy-balancer/balancer"
+	"github.com/lbset/caddy-balancer/cli"
 	"github.com/lbset/caddy-balancer/httpdadapter"
 	"github.com/lbset/caddy-balancer/metrics"
 )
 
 func init() {
 	caddy.RegisterModule(new(App))
-	// `caddy adapt --adapter httpd`: registered here so that building Caddy
-	// with this module brings the adapter too.
+	// `caddy adapt --adapter httpd` and the `caddy balancer` command:
+	// registered here so that building Caddy with this module brings them.
 	caddyconfig.RegisterAdapter("httpd", httpdadapter.Adapter{})
+	caddycmd.RegisterCommand(cli.Command())
 }
 
 // App is the `balancer` app: one per config load, it is where that load's
