@@ -83,9 +83,9 @@ type Balancer struct {
 	// ev holds the OnStatusChange, OnEdit and OnDrained hooks and what they
 	// are to be told (events.go).
 	ev eventState
-	// ramping counts the members in slow start (slowstart.go); it may count
-	// members whose ramp has ended until the next selection recounts.
-	ramping int
+	// rampers are the members in slow start (slowstart.go); it may hold
+	// members whose ramp has ended until the next selection drops them.
+	rampers []*Member
 
 	// runtimeParams holds the balancer parameters after the last run-time
 	// edit of one of them, nil if none was edited: a reload with unchanged
@@ -167,6 +167,7 @@ func (b *Balancer) configure(cfg Config, old []*Member) error {
 	}
 	b.cfg = cfg
 	b.members = members
+	b.dropRampersLocked()
 	if b.method == nil || b.method.Name() != method.Name() {
 		b.setMethodLocked(method)
 	}
@@ -440,7 +441,7 @@ func (b *Balancer) waitForMember(ctx context.Context, timeout time.Duration) *Me
 // lock) no selection made before can still hand it a request (drain.go).
 // Caller holds the lock.
 func (b *Balancer) choose(now *clock) *Member {
-	ramp := b.ramping > 0 && b.refreshRampsLocked(now)
+	ramp := len(b.rampers) > 0 && b.refreshRampsLocked(now)
 	m := bestWorker(b.members, b.method, now, ramp)
 	if m != nil {
 		m.elected.Add(1)
@@ -454,7 +455,7 @@ func (b *Balancer) choose(now *clock) *Member {
 // While a member ramps up, they gain their weights (slowstart.go).
 func (b *Balancer) stickyUpdate(sticky *Member, now *clock) {
 	var total int64
-	if b.ramping > 0 && b.refreshRampsLocked(now) {
+	if len(b.rampers) > 0 && b.refreshRampsLocked(now) {
 		for _, m := range b.members {
 			if m.isUsable() {
 				w := int64(m.weight())

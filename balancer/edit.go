@@ -146,6 +146,9 @@ func (b *Balancer) Apply(e Edit, reason string) (Applied, error) {
 			}
 		}
 	}
+	if len(e.Remove) > 0 {
+		b.dropRampersLocked()
+	}
 	b.noteEdit(e, reason)
 	b.unlock()
 	return res, nil

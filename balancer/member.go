@@ -68,8 +68,10 @@ type Member struct {
 	transfer atomic.Int64 // bytes sent to the member
 	read     atomic.Int64 // bytes read from the member
 	// trafficBias is added to the member's traffic by bytraffic: 0 unless
-	// the member went through a slow start (slowstart.go).
+	// the member went through a slow start; rampWeight is its weight while
+	// it ramps up, 0 otherwise (slowstart.go).
 	trafficBias int64
+	rampWeight  int
 	route       string
 
 	b *Balancer

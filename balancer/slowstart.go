@@ -1,6 +1,9 @@
 package balancer
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Slow start (slowstart, an extension: httpd has none). A member that
 // becomes usable again after being in error (E), failing its health checks
@@ -12,14 +15,14 @@ import "time"
 // made while the balancer runs: not when the balancer starts, nor when its
 // saved state is restored.
 //
-// The balancer keeps a count of its ramping members (Balancer.ramping; it
-// may count members whose ramp ended, never fewer). A selection looks at it
-// first: while it is 0 the chooser runs as without
-// slow start and reads no clock. Otherwise the selection reads the clock
-// once, brings each ramping member's weight up to date (refreshRampsLocked,
-// which also ends the ramps whose window has passed and recounts) and runs
-// the lbmethods' slow-start comparisons (lbmethod.go), which use the
-// weights. What a member's share is, per lbmethod:
+// The balancer keeps a list of its ramping members (Balancer.rampers; it
+// may hold members whose ramp has ended until the next selection drops
+// them). A selection looks at its length first: while it is 0 the chooser
+// runs as without slow start and reads no clock. Otherwise the selection
+// reads the clock once, brings each ramping member's weight up to date
+// (refreshRampsLocked, which also ends the ramps whose window has passed)
+// and runs the lbmethods' slow-start comparisons (lbmethod.go), which use
+// the weights. What a member's share is, per lbmethod:
 //
 //   - byrequests: a member adds its weight to its lbstatus at each
 //     selection, so its share of the (non-sticky) requests is its weight
@@ -45,11 +48,11 @@ import "time"
 // lbfactor (loadfactor 0.01), so that the member is in rotation at once.
 const minWeight = 1
 
-// rampState is a member's slow start; guarded by the balancer's lock.
+// rampState is a member's slow start; guarded by the balancer's lock. The
+// weight itself is Member.rampWeight, next to the fields the chooser reads.
 type rampState struct {
 	start  int64 // unix nanoseconds; 0: not ramping
 	window int64 // nanoseconds
-	weight int   // the weight at the last refresh
 	// norm is the member's bytraffic traffic during the ramp; raw the bytes
 	// (to + from) already counted into norm.
 	norm, raw int64
@@ -83,7 +86,7 @@ func (b *Balancer) slowStartLocked(m *Member) time.Duration {
 func (b *Balancer) rampOnChange(m *Member, old Status, reason string) {
 	switch {
 	case m.ramp.start != 0 && !m.status.Usable():
-		m.endRamp() // the count is corrected by the next refresh
+		m.endRamp() // the next selection drops it from the rampers
 	case m.ramp.start == 0 && m.status.Usable() && !old.Usable() &&
 		old&(InError|HCFail|Disabled|Stopped) != 0 && reason != ReasonRestore:
 		b.startRampLocked(m)
@@ -101,11 +104,11 @@ func (b *Balancer) startRampLocked(m *Member) {
 	if now <= 0 {
 		now = 1 // 0 means "not ramping"
 	}
-	if m.ramp.start == 0 {
-		b.ramping++
+	if m.ramp.start == 0 && !slices.Contains(b.rampers, m) {
+		b.rampers = append(b.rampers, m)
 	}
-	m.ramp = rampState{start: now, window: int64(w), weight: minWeight,
-		raw: m.transfer.Load() + m.read.Load(), norm: b.peerTrafficLocked(m)}
+	m.ramp = rampState{start: now, window: int64(w), raw: m.transfer.Load() + m.read.Load(), norm: b.peerTrafficLocked(m)}
+	m.rampWeight = minWeight
 	m.lbstatus = 0
 }
 
@@ -130,34 +133,50 @@ func (b *Balancer) peerTrafficLocked(m *Member) int64 {
 }
 
 // refreshRampsLocked brings the weights of the ramping members up to the
-// time of the selection, ends the ramps whose window has passed, and recounts
-// the ramping members. It reports whether any is still ramping. Caller holds
-// the lock; it reads the clock (once per selection).
+// time of the selection, ends the ramps whose window has passed and drops
+// the members that no longer ramp from the list. It reports whether any
+// member still ramps. Caller holds the lock; it reads the clock (once per
+// selection).
 func (b *Balancer) refreshRampsLocked(now *clock) bool {
 	t := now.unixNano()
-	n := 0
-	for _, m := range b.members {
+	keep := b.rampers[:0]
+	for _, m := range b.rampers {
 		r := &m.ramp
 		if r.start == 0 {
-			continue
+			continue // ended by a status change
 		}
 		m.countRampTraffic()
 		if t-r.start >= r.window {
 			m.endRamp()
 			continue
 		}
-		r.weight = rampWeight(m.lbfactor, t-r.start, r.window)
-		n++
+		m.rampWeight = rampWeight(m.lbfactor, t-r.start, r.window)
+		keep = append(keep, m)
 	}
-	b.ramping = n
-	return n > 0
+	clear(b.rampers[len(keep):])
+	b.rampers = keep
+	return len(keep) > 0
+}
+
+// dropRampersLocked drops from the list the ramping members that are no
+// longer members (removed at run time, or by a reload). Caller holds the
+// lock.
+func (b *Balancer) dropRampersLocked() {
+	keep := b.rampers[:0]
+	for _, m := range b.rampers {
+		if slices.Contains(b.members, m) {
+			keep = append(keep, m)
+		}
+	}
+	clear(b.rampers[len(keep):])
+	b.rampers = keep
 }
 
 // countRampTraffic adds the bytes m moved since the last count, divided by
 // its weight, to its ramp traffic; a remainder is kept for the next count.
 func (m *Member) countRampTraffic() {
 	r := &m.ramp
-	w := int64(max(r.weight, minWeight))
+	w := int64(max(m.rampWeight, minWeight))
 	if d := m.transfer.Load() + m.read.Load() - r.raw; d >= w {
 		q := d / w
 		r.norm += q
@@ -172,13 +191,14 @@ func (m *Member) endRamp() {
 	f := int64(m.lbfactor)
 	m.trafficBias = m.ramp.norm - (m.transfer.Load()/f + m.read.Load()/f)
 	m.ramp = rampState{}
+	m.rampWeight = 0
 }
 
 // weight is the lbfactor the lbmethods use for m while a member of its
 // balancer ramps: its ramp weight, or its lbfactor. Caller holds the lock.
 func (m *Member) weight() int {
-	if m.ramp.start != 0 {
-		return m.ramp.weight
+	if m.rampWeight != 0 {
+		return m.rampWeight
 	}
 	return m.lbfactor
 }
@@ -186,7 +206,7 @@ func (m *Member) weight() int {
 // currentTraffic is m's bytraffic traffic: its ramp traffic while it
 // ramps. Caller holds the lock.
 func currentTraffic(m *Member) int64 {
-	if m.ramp.start != 0 {
+	if m.rampWeight != 0 {
 		return m.ramp.norm
 	}
 	return traffic(m)

@@ -303,6 +303,39 @@ func TestSlowStartClockOnlyWhileRamping(t *testing.T) {
 	}
 }
 
+// TestSlowStartRemovedWhileRamping: a member removed (or dropped by a
+// reload) while it ramps no longer keeps the balancer in slow-start mode:
+// selections read no clock.
+func TestSlowStartRemovedWhileRamping(t *testing.T) {
+	clk := &countingClock{t: testEpoch}
+	cfg := Config{Name: "test", ForceRecovery: true, Growth: 1, SlowStart: time.Hour,
+		Members: []MemberConfig{{URL: "http://a"}, {URL: "http://b"}}}
+	b := newTestBalancer(t, cfg, nil)
+	b.Now = clk.Now
+	if _, err := b.Apply(Edit{Add: []MemberConfig{{URL: "http://c"}}}, ReasonAPI); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Apply(Edit{Remove: []string{"http://c"}}, ReasonAPI); err != nil {
+		t.Fatal(err)
+	}
+	before := clk.calls
+	pickN(t, b, 20, nil)
+	if got := clk.calls - before; got != 0 {
+		t.Fatalf("%d clock reads in 20 selections after the ramping member was removed", got)
+	}
+	setFlags(t, b, "b", "+D")
+	setFlags(t, b, "b", "-D")
+	cfg.Members[1].Route = "changed" // a reload replaces b
+	if err := b.Reconfigure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	before = clk.calls
+	pickN(t, b, 20, nil)
+	if got := clk.calls - before; got != 0 {
+		t.Fatalf("%d clock reads in 20 selections after a reload replaced the ramping member", got)
+	}
+}
+
 // TestSlowStartNoAllocation: a selection during a ramp allocates nothing.
 func TestSlowStartNoAllocation(t *testing.T) {
 	for _, method := range []string{"byrequests", "bybusyness", "bytraffic"} {
@@ -384,5 +417,48 @@ func TestRampWeight(t *testing.T) {
 	}
 	if err := CheckSlowStart(-time.Second); err == nil || err.Error() != fmt.Sprintf("slowstart must be %s, not -1s", rules["slowstart"]) {
 		t.Errorf("negative window: %v", err)
+	}
+}
+
+// BenchmarkPickRamping is BenchmarkPick/flat while one member ramps up
+// (slow start): each selection reads the clock and brings the ramp up to
+// date.
+//
+//	go test -run '^$' -bench PickRamping -benchmem ./balancer/
+func BenchmarkPickRamping(b *testing.B) {
+	ctx := context.Background()
+	for _, method := range []string{"byrequests", "bybusyness", "bytraffic"} {
+		for _, n := range []int{8, 1024} {
+			b.Run(fmt.Sprintf("%s/n=%d", method, n), func(b *testing.B) {
+				cfg := Config{Name: "bench", LBMethod: method, ForceRecovery: true, SlowStart: time.Hour, Members: benchLayout("flat", n)}
+				bal, err := New(cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ms := bal.Members()
+				for i, m := range ms {
+					m.AddTraffic(int64(i)*1_000_003+12_345, int64(i)*7_000_001+999_999)
+				}
+				name := ms[n/2].Name()
+				for _, change := range []Status{Disabled, 0} {
+					e := MemberEdit{Name: name, Set: change, Clear: Disabled &^ change}
+					if _, err := bal.Apply(Edit{Members: []MemberEdit{e}}, ReasonAPI); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if ms[n/2].State().SlowStartEnds.IsZero() {
+					b.Fatal("not ramping")
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					p, err := bal.Pick(ctx, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					p.Member.Release()
+				}
+			})
+		}
 	}
 }
