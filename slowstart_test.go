@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -163,5 +165,22 @@ func TestSlowStartRealSockets(t *testing.T) {
 				t.Fatalf("after the window: %+v", m)
 			}
 		})
+	}
+}
+
+// TestOperationsExampleAdapts: the README's example configuration for
+// drain, slow start and the command, testdata/operations.caddyfile, adapts,
+// with the slow-start windows it shows.
+func TestOperationsExampleAdapts(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("testdata", "operations.caddyfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := string(adaptCaddyfile(t, string(src)))
+	for _, want := range []string{`"handler":"balancer"`, `"name":"app"`, `"slowstart":30000000000`, `"growth":1`,
+		`{"route":"web3","slowstart":5000000000,"url":"http://127.0.0.1:9103"}`} {
+		if !strings.Contains(js, want) {
+			t.Errorf("adapted operations.caddyfile lacks %s:\n%s", want, js)
+		}
 	}
 }
