@@ -2,6 +2,7 @@ package caddybalancer
 
 import (
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -54,7 +55,7 @@ func (a *AdminManager) Provision(ctx caddy.Context) error {
 
 // Routes returns the admin routes.
 func (a *AdminManager) Routes() []caddy.AdminRoute {
-	apiHandler := api.Handler{Balancers: liveBalancers, Logger: a.logger}
+	apiHandler := api.Handler{Balancers: liveBalancers, Logger: a.logger, Node: nodeName()}
 	serveAPI := caddy.AdminHandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		apiHandler.ServeHTTP(w, r)
 		return nil
@@ -91,6 +92,14 @@ func (a *AdminManager) serveManager(w http.ResponseWriter, r *http.Request) erro
 		Logger:        a.logger,
 	})
 	return nil
+}
+
+// nodeName names this Caddy in the API's per-node answers: the host name.
+func nodeName() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "local"
 }
 
 // serverVersion is the manager page's "Server Version:" line.

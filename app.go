@@ -7,11 +7,13 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/lbset/caddy-balancer/balancer"
+	"github.com/lbset/caddy-balancer/cli"
 	"github.com/lbset/caddy-balancer/fleet"
 	"github.com/lbset/caddy-balancer/httpdadapter"
 	"github.com/lbset/caddy-balancer/metrics"
@@ -19,9 +21,10 @@ import (
 
 func init() {
 	caddy.RegisterModule(new(App))
-	// `caddy adapt --adapter httpd`: registered here so that building Caddy
-	// with this module brings the adapter too.
+	// `caddy adapt --adapter httpd` and the `caddy balancer` command:
+	// registered here so that building Caddy with this module brings them.
 	caddyconfig.RegisterAdapter("httpd", httpdadapter.Adapter{})
+	caddycmd.RegisterCommand(cli.Command())
 }
 
 // App is the `balancer` app: one per config load, it is where that load's
@@ -189,6 +192,29 @@ func (a *App) onStatusChange(name string, m *balancer.Member, old, new balancer.
 		"flags_old": old.Letters(),
 		"flags_new": new.Letters(),
 		"reason":    reason,
+	})
+}
+
+// MemberDrainedEvent is the name of the Caddy event emitted when a draining
+// member (N) has no request in flight: its last request ended, or N was set
+// while it had none. It is emitted again only after the member was given
+// another request (a sticky one) or N was cleared and set again. Its data:
+//
+//	balancer   name of the balancer (without balancer://)
+//	member     the member's URL (httpd's worker name)
+//	route      the member's route, "" if none
+//
+// The origin module is http.handlers.balancer.
+const MemberDrainedEvent = "balancer_member_drained"
+
+// onDrained is a balancer's OnDrained hook: it logs and emits the
+// balancer_member_drained event.
+func (a *App) onDrained(name string, m *balancer.Member) {
+	a.logger.Info("balancer member drained", zap.String("balancer", name), zap.String("member", m.Name()))
+	a.emit(MemberDrainedEvent, map[string]any{
+		"balancer": name,
+		"member":   m.Name(),
+		"route":    m.Route(),
 	})
 }
 

@@ -58,6 +58,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    failontimeout    on|off
 //	    growth           <n>
 //	    growth_allow     <host|IP|CIDR>...
+//	    slowstart        <seconds>|<duration>
 //	    persist          on|off
 //	    nonce            <value>|None
 //	    route_cookie     [<attributes>]
@@ -163,7 +164,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 var ownSubdirectives = map[string]bool{
 	"lbmethod": true, "stickysession": true, "stickysessionsep": true, "scolonpathdelim": true,
 	"nofailover": true, "maxattempts": true, "timeout": true, "forcerecovery": true,
-	"failonstatus": true, "failontimeout": true, "growth": true, "growth_allow": true, "persist": true, "nonce": true,
+	"failonstatus": true, "failontimeout": true, "growth": true, "growth_allow": true, "slowstart": true, "persist": true, "nonce": true,
 	"route_cookie": true, "balancer_member": true, "proxy_pass_reverse": true,
 	"proxy_pass_reverse_cookie_domain": true, "proxy_pass_reverse_cookie_path": true,
 }
@@ -408,7 +409,8 @@ func unmarshalMember(d *caddyfile.Dispenser) (config.Member, error) {
 			case len(args) == 1:
 				val = args[0]
 			default:
-				if _, known := config.MemberKeys[key]; known {
+				_, known := config.MemberKeys[key]
+				if _, ext := config.ExtensionMemberKeys[key]; known || ext {
 					return m, d.Errf("%s: %s: want exactly one value, got %d", where, tok, len(args))
 				}
 			}

@@ -248,6 +248,7 @@ func (e *registryEntry) commitLocked(app *App) {
 	e.bal.SetMemberPolicy(func(a balancer.MemberAddress) error { return runtimeMemberPolicy(e.bal, a) })
 	e.bal.SetOnEdit(e.onEdit)
 	e.setFleet(app)
+	e.bal.SetOnDrained(func(m *balancer.Member) { app.onDrained(e.name, m) })
 	if e.checker == nil {
 		e.checker = hcheck.Start(e.bal, e.logger)
 	}
@@ -326,6 +327,7 @@ func (e *registryEntry) Destruct() error {
 	e.bal.SetOnStatusChange(nil)
 	e.bal.SetOnEdit(nil)
 	e.bal.SetMemberPolicy(nil)
+	e.bal.SetOnDrained(nil)
 	return nil
 }
 

@@ -35,6 +35,7 @@ const Prefix = "/balancers"
 //	GET    /balancers/{name}/members/{member}
 //	PATCH  /balancers/{name}/members/{member}
 //	DELETE /balancers/{name}/members/{member}
+//	POST   /balancers/{name}/members/{member}/drain[?wait=<duration>]
 //
 // {member} is the member's URL, percent-encoded as one path segment, or its
 // route. Errors are {"error": "..."} with 400, 403, 404, 405 or 409.
@@ -43,6 +44,8 @@ type Handler struct {
 	Balancers func() []*balancer.Balancer
 	// Logger receives the changes made.
 	Logger *zap.Logger
+	// Node names this Caddy in the answers that report per node (drain).
+	Node string
 }
 
 // Balancer is a balancer in the JSON API.
@@ -59,6 +62,7 @@ type Balancer struct {
 	FailOnStatus     []int  `json:"failonstatus"`
 	FailOnTimeout    bool   `json:"failontimeout"`
 	Growth           int    `json:"growth"`
+	SlowStart        string `json:"slowstart"`
 	MaxMembers       int    `json:"max_members"`
 	FreeSlots        int    `json:"free_slots"`
 	Persist          bool   `json:"persist"`
@@ -96,9 +100,15 @@ type Member struct {
 	// URL is the same as name: the member's normalized URL.
 	URL        string  `json:"url"`
 	LoadFactor float64 `json:"loadfactor"`
-	LBSet      int     `json:"lbset"`
-	Route      string  `json:"route"`
-	Redirect   string  `json:"redirect"`
+	// EffectiveLoadFactor is the loadfactor in force: less than loadfactor
+	// while the member ramps up (slowstart), until SlowStartEnds.
+	EffectiveLoadFactor float64 `json:"effective_loadfactor"`
+	// SlowStart is the member's slow-start window ("0s": none).
+	SlowStart     string     `json:"slowstart"`
+	SlowStartEnds *time.Time `json:"slowstart_ends"`
+	LBSet         int        `json:"lbset"`
+	Route         string     `json:"route"`
+	Redirect      string     `json:"redirect"`
 	// Status is httpd's status string ("Init Ok "), Flags the set flags as
 	// status letters ("OD"), Usable whether the member can take requests.
 	Status      string     `json:"status"`
@@ -137,7 +147,7 @@ func NewBalancer(v balancer.View) Balancer {
 	out := Balancer{
 		Name: v.Name, LBMethod: v.LBMethod, SColonPathDelim: v.SColonPathDelim, NoFailover: v.NoFailover,
 		MaxAttempts: v.MaxAttempts, Timeout: v.Timeout.String(), ForceRecovery: v.ForceRecovery,
-		FailOnStatus: v.FailOnStatus, FailOnTimeout: v.FailOnTimeout, Growth: v.Growth,
+		FailOnStatus: v.FailOnStatus, FailOnTimeout: v.FailOnTimeout, Growth: v.Growth, SlowStart: v.SlowStart.String(),
 		MaxMembers: v.MaxMembers, FreeSlots: v.FreeSlots(), Persist: v.Durability.Persist,
 		PersistError: v.Durability.PersistError, Nonce: v.Nonce, Members: make([]Member, 0, len(v.Members)),
 		Warnings: v.Durability.Warnings(),
@@ -178,7 +188,8 @@ func NewMember(m balancer.MemberView) Member {
 		method = "NONE"
 	}
 	am := Member{
-		Name: m.Name, URL: m.Name, LoadFactor: float64(m.LoadFactor) / 100, LBSet: m.LBSet,
+		Name: m.Name, URL: m.Name, LoadFactor: float64(m.LoadFactor) / 100,
+		EffectiveLoadFactor: float64(m.EffectiveLoadFactor) / 100, SlowStart: m.SlowStart.String(), LBSet: m.LBSet,
 		Route: m.Route, Redirect: m.Redirect, Status: m.Status.String(), Flags: m.Status.Letters(),
 		Usable: m.Status.Usable(), LBStatus: m.LBStatus, Elected: m.Elected, Busy: m.Busy,
 		Transferred: m.Transfer, Read: m.Read, Retries: m.Retries, Retry: m.Retry.String(),
@@ -189,6 +200,10 @@ func NewMember(m balancer.MemberView) Member {
 	if !m.ErrorTime.IsZero() {
 		t := m.ErrorTime.UTC()
 		am.ErrorTime = &t
+	}
+	if !m.SlowStartEnds.IsZero() {
+		t := m.SlowStartEnds.UTC()
+		am.SlowStartEnds = &t
 	}
 	return am
 }
@@ -265,8 +280,10 @@ func allowFor(r *http.Request) string {
 		return "GET, PATCH"
 	case 2:
 		return "GET, POST"
-	default:
+	case 3:
 		return "GET, PATCH, DELETE"
+	default:
+		return "POST"
 	}
 }
 
@@ -301,7 +318,7 @@ func (h Handler) serve(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	if len(segs) > 3 || (len(segs) >= 2 && segs[1] != "members") {
+	if len(segs) > 4 || (len(segs) >= 2 && segs[1] != "members") || (len(segs) == 4 && segs[3] != "drain") {
 		return 0, nil, errorf(http.StatusNotFound, "no such resource: %s", r.URL.Path)
 	}
 	if len(segs) == 0 {
@@ -340,10 +357,16 @@ func (h Handler) serve(r *http.Request) (int, any, error) {
 			}
 			return http.StatusCreated, changedMember(b, m), nil
 		}
-	case 3:
+	case 3, 4:
 		m := FindMember(b, segs[2])
 		if m == nil {
 			return 0, nil, errorf(http.StatusNotFound, "balancer %q has no member %q", b.Name(), segs[2])
+		}
+		if len(segs) == 4 {
+			if r.Method != http.MethodPost {
+				break
+			}
+			return h.drain(b, m, r)
 		}
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:

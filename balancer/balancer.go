@@ -49,6 +49,10 @@ type Config struct {
 	// GrowthAllow limits the members added at run time to these hosts: host
 	// names, IP addresses or CIDR ranges (growth_allow). Empty: any host.
 	GrowthAllow []string
+	// SlowStart is the window over which a member that becomes usable again,
+	// or is added at run time, ramps up to its loadfactor (slowstart.go); 0
+	// is off. A member's own MemberConfig.SlowStart overrides it.
+	SlowStart time.Duration
 	// Nonce of the balancer-manager; empty with NonceSet means read-only (None).
 	Nonce    string
 	NonceSet bool
@@ -80,9 +84,12 @@ type Balancer struct {
 	maxMembers         int
 	nonce              string
 
-	// ev holds the OnStatusChange and OnEdit hooks and what they are to be
-	// told (events.go).
+	// ev holds the OnStatusChange, OnEdit and OnDrained hooks and what they
+	// are to be told (events.go).
 	ev eventState
+	// rampers are the members in slow start (slowstart.go); it may hold
+	// members whose ramp has ended until the next selection drops them.
+	rampers []*Member
 
 	// runtimeParams holds the balancer parameters after the last run-time
 	// edit of one of them, nil if none was edited: a reload with unchanged
@@ -164,9 +171,9 @@ func (b *Balancer) configure(cfg Config, old []*Member) error {
 	}
 	b.cfg = cfg
 	b.members = members
+	b.dropRampersLocked()
 	if b.method == nil || b.method.Name() != method.Name() {
-		b.method = method
-		method.Reset(members)
+		b.setMethodLocked(method)
 	}
 	b.setSticky(cfg.StickySession, cfg.StickyPath)
 	if b.sticky != "" && b.stickyPath == "" {
@@ -214,7 +221,7 @@ func (b *Balancer) setSticky(cookie, path string) {
 // unchanged; otherwise the configuration wins.
 func (b *Balancer) Reconfigure(cfg Config) error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	defer b.unlock()
 	rt := b.runtimeParams
 	if rt != nil && configuredParams(normalized(cfg)) != configuredParams(b.cfg) {
 		rt = nil
@@ -268,8 +275,7 @@ func normalized(cfg Config) Config {
 func (b *Balancer) keepParamsLocked(p SnapshotParams) {
 	if p.LBMethod != b.method.Name() {
 		method, _ := MethodByName(p.LBMethod)
-		b.method = method
-		method.Reset(b.members)
+		b.setMethodLocked(method)
 	}
 	b.setSticky(p.StickySession, p.StickyPath)
 	b.nofailover = p.NoFailover
@@ -288,7 +294,12 @@ func memberConfigEqual(a, b MemberConfig) bool {
 	if b.Retry != nil {
 		rb = *b.Retry
 	}
+	if (a.SlowStart == nil) != (b.SlowStart == nil) ||
+		(a.SlowStart != nil && *a.SlowStart != *b.SlowStart) {
+		return false
+	}
 	a.Retry, b.Retry = nil, nil
+	a.SlowStart, b.SlowStart = nil, nil
 	return ra == rb && a == b
 }
 
@@ -362,7 +373,7 @@ func (b *Balancer) Pick(ctx context.Context, req *Request) (Pick, error) {
 			p.StickyName, p.Route, p.HasRoute = name, route, true
 			if route != "" {
 				if m := b.findRouteWorker(route, 1, now); m != nil {
-					b.stickyUpdate(m)
+					b.stickyUpdate(m, now)
 					m.elected.Add(1)
 					m.busy.Add(1)
 					p.Member = m
@@ -398,7 +409,6 @@ func (b *Balancer) Pick(ctx context.Context, req *Request) (Pick, error) {
 	if m == nil {
 		return p, ErrNoMember
 	}
-	m.busy.Add(1)
 	p.Member = m
 	p.RouteChanged = sticky
 	return p, nil
@@ -431,19 +441,36 @@ func (b *Balancer) waitForMember(ctx context.Context, timeout time.Duration) *Me
 	return nil
 }
 
-// choose runs the chooser and counts the election. Caller holds the lock.
+// choose runs the chooser and counts the election and the request in
+// flight, under the lock, so that once a member is drained (N set under the
+// lock) no selection made before can still hand it a request (drain.go).
+// Caller holds the lock.
 func (b *Balancer) choose(now *clock) *Member {
-	m := bestWorker(b.members, b.method, now)
+	ramp := len(b.rampers) > 0 && b.refreshRampsLocked(now)
+	m := bestWorker(b.members, b.method, now, ramp)
 	if m != nil {
 		m.elected.Add(1)
+		m.busy.Add(1)
 	}
 	return m
 }
 
 // stickyUpdate is the default "update on sticky" of proxy_balancer_pre_request:
 // every usable member gains its lbfactor, the sticky member loses the total.
-func (b *Balancer) stickyUpdate(sticky *Member) {
+// While a member ramps up, they gain their weights (slowstart.go).
+func (b *Balancer) stickyUpdate(sticky *Member, now *clock) {
 	var total int64
+	if len(b.rampers) > 0 && b.refreshRampsLocked(now) {
+		for _, m := range b.members {
+			if m.isUsable() {
+				w := int64(m.weight())
+				m.lbstatus += w
+				total += w
+			}
+		}
+		sticky.lbstatus -= total
+		return
+	}
 	for _, m := range b.members {
 		if m.isUsable() {
 			m.lbstatus += int64(m.lbfactor)
@@ -479,10 +506,18 @@ func (b *Balancer) forcedRecovery(now *clock) {
 }
 
 // Release ends a member's part in a client request: busy−−, never below 0.
+// The last request of a draining member wakes whoever waits for it to empty
+// (drain.go).
 func (m *Member) Release() {
 	for {
 		v := m.busy.Load()
-		if v <= 0 || m.busy.CompareAndSwap(v, v-1) {
+		if v <= 0 {
+			return
+		}
+		if m.busy.CompareAndSwap(v, v-1) {
+			if v == 1 && m.draining.Load() {
+				m.b.emptied(m)
+			}
 			return
 		}
 	}

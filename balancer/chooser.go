@@ -13,14 +13,18 @@ package balancer
 // only run when they can matter (an unusable regular member and a usable
 // spare; no winner and a usable standby), so that a selection never
 // allocates. The order in which members are offered to the lbmethod is
-// httpd's.
-func bestWorker(members []*Member, method Method, now *clock) *Member {
+// httpd's. With ramp, a member ramps up (slowstart.go) and the lbmethod
+// compares the members' weights instead of their lbfactors.
+func bestWorker(members []*Member, method Method, now *clock, ramp bool) *Member {
 	var (
 		best   *Member
 		st     selection
 		maxSet int
 	)
 	kind := kindOf(method)
+	if ramp {
+		kind = kind.ramping()
+	}
 	for set := 0; best == nil && set <= maxSet; set++ {
 		unusable, spares, standbys := 0, 0, 0
 		for _, m := range members {
@@ -39,8 +43,10 @@ func bestWorker(members []*Member, method Method, now *clock) *Member {
 					better = byRequests{}.isBest(m, best, &st)
 				case kindByBusyness:
 					better = byBusyness{}.isBest(m, best, &st)
-				default:
+				case kindByTraffic:
 					better = byTraffic{}.isBest(m, best, &st)
+				default:
+					better = kind.isBest(m, best, &st)
 				}
 				if better {
 					best = m

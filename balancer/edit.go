@@ -134,6 +134,13 @@ func (b *Balancer) Apply(e Edit, reason string) (Applied, error) {
 	b.applyBalancerEditLocked(&e)
 	b.members = append(b.members, adds...)
 	res.Added = adds
+	if reason != ReasonRestore {
+		for _, m := range adds {
+			if m.isUsable() {
+				b.startRampLocked(m) // slowstart.go
+			}
+		}
+	}
 	for _, name := range e.Remove {
 		for i, m := range b.members {
 			if m.name == name {
@@ -141,6 +148,9 @@ func (b *Balancer) Apply(e Edit, reason string) (Applied, error) {
 				break
 			}
 		}
+	}
+	if len(e.Remove) > 0 {
+		b.dropRampersLocked()
 	}
 	b.noteEdit(e, reason)
 	b.unlock()
@@ -300,6 +310,19 @@ func (b *Balancer) applyMemberEditLocked(m *Member, me MemberEdit, reason string
 	b.noteChange(m, old, reason)
 }
 
+// setMethodLocked switches to method and runs its reset. bybusyness' reset
+// zeroes every busy count, as httpd's does: draining members are then empty
+// (drain.go).
+func (b *Balancer) setMethodLocked(method Method) {
+	b.method = method
+	method.Reset(b.members)
+	for _, m := range b.members {
+		if m.status&Drain != 0 {
+			b.checkDrainedLocked(m)
+		}
+	}
+}
+
 // recalcFactorsLocked is recalc_factors (mod_proxy_balancer.c).
 func (b *Balancer) recalcFactorsLocked() {
 	if len(b.members) == 1 {
@@ -321,8 +344,7 @@ func (b *Balancer) applyBalancerEditLocked(e *Edit) {
 	}
 	if e.LBMethod != nil && *e.LBMethod != b.method.Name() {
 		method, _ := MethodByName(*e.LBMethod)
-		b.method = method
-		method.Reset(b.members)
+		b.setMethodLocked(method)
 	}
 	if s := e.StickySession; s != nil {
 		b.setSticky(s.Cookie, s.Path)

@@ -35,13 +35,22 @@ type StatusChange struct {
 // settings canonical.
 type EditFunc func(b *Balancer, e Edit, reason string)
 
+// DrainedFunc is told that a draining member (N) has no request in flight:
+// its last request ended, or N was set while it had none. It is told again
+// only after the member was given another request (a sticky one) or N was
+// cleared and set again. It is called after the balancer's lock has been
+// released, in the goroutine that ended the request or set N.
+type DrainedFunc func(m *Member)
+
 // eventState is the balancer's part of status-change reporting: the hooks and
 // the changes made in the current locked section (guarded by the balancer's mu).
 type eventState struct {
-	hook     atomic.Pointer[StatusChangeFunc]
-	editHook atomic.Pointer[EditFunc]
-	pending  []StatusChange
-	edits    []editEvent
+	hook      atomic.Pointer[StatusChangeFunc]
+	editHook  atomic.Pointer[EditFunc]
+	drainHook atomic.Pointer[DrainedFunc]
+	pending   []StatusChange
+	edits     []editEvent
+	drained   []*Member
 }
 
 type editEvent struct {
@@ -78,11 +87,36 @@ func (b *Balancer) SetOnStatusChange(fn StatusChangeFunc) {
 	b.ev.hook.Store(&fn)
 }
 
-// noteChange records that m's status went from old to its current value, for
-// the hook. Caller holds the lock and must release it with unlock. It costs
-// nothing when no hook is installed or nothing changed.
+// SetOnDrained installs fn (nil removes it) as the balancer's OnDrained hook.
+func (b *Balancer) SetOnDrained(fn DrainedFunc) {
+	if fn == nil {
+		b.ev.drainHook.Store(nil)
+		return
+	}
+	b.ev.drainHook.Store(&fn)
+}
+
+// noteDrained records that m, draining, has emptied, for the OnDrained hook.
+// Caller holds the lock and must release it with unlock.
+func (b *Balancer) noteDrained(m *Member) {
+	if b.ev.drainHook.Load() == nil {
+		return
+	}
+	b.ev.drained = append(b.ev.drained, m)
+}
+
+// noteChange is called after every change of a member's status flags made
+// by the engine: it keeps what depends on the flags in step (the drain
+// mirror and its waiters, drain.go; slow start, slowstart.go) and records
+// the change for the OnStatusChange hook. Caller holds the lock and must
+// release it with unlock. It costs nothing when nothing changed.
 func (b *Balancer) noteChange(m *Member, old Status, reason string) {
-	if m.status == old || b.ev.hook.Load() == nil {
+	if m.status == old {
+		return
+	}
+	b.drainOnChange(m, old)
+	b.rampOnChange(m, old, reason)
+	if b.ev.hook.Load() == nil {
 		return
 	}
 	b.ev.pending = append(b.ev.pending, StatusChange{Member: m, Old: old, New: m.status, Reason: reason})
@@ -91,17 +125,22 @@ func (b *Balancer) noteChange(m *Member, old Status, reason string) {
 // unlock releases the balancer's lock, then reports the changes recorded while
 // it was held.
 func (b *Balancer) unlock() {
-	if len(b.ev.pending) == 0 && len(b.ev.edits) == 0 {
+	if len(b.ev.pending) == 0 && len(b.ev.edits) == 0 && len(b.ev.drained) == 0 {
 		b.mu.Unlock()
 		return
 	}
-	changes, edits := b.ev.pending, b.ev.edits
-	b.ev.pending, b.ev.edits = nil, nil
+	changes, edits, drained := b.ev.pending, b.ev.edits, b.ev.drained
+	b.ev.pending, b.ev.edits, b.ev.drained = nil, nil, nil
 	b.mu.Unlock()
 	b.fire(changes)
 	if fn := b.ev.editHook.Load(); fn != nil {
 		for _, ev := range edits {
 			(*fn)(b, ev.e, ev.reason)
+		}
+	}
+	if fn := b.ev.drainHook.Load(); fn != nil {
+		for _, m := range drained {
+			(*fn)(m)
 		}
 	}
 }

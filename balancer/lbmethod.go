@@ -26,7 +26,15 @@ const (
 	kindByRequests methodKind = iota
 	kindByBusyness
 	kindByTraffic
+	// The same while a member ramps up (slowstart.go): the comparisons use
+	// the members' weights.
+	kindByRequestsRamp
+	kindByBusynessRamp
+	kindByTrafficRamp
 )
+
+// ramping is the kind's slow-start variant.
+func (k methodKind) ramping() methodKind { return k + kindByRequestsRamp }
 
 func kindOf(m Method) methodKind {
 	switch m.(type) {
@@ -45,6 +53,12 @@ func (k methodKind) isBest(c, best *Member, st *selection) bool {
 		return byBusyness{}.isBest(c, best, st)
 	case kindByTraffic:
 		return byTraffic{}.isBest(c, best, st)
+	case kindByRequestsRamp:
+		return byRequests{}.isBestRamp(c, best, st)
+	case kindByBusynessRamp:
+		return byBusyness{}.isBestRamp(c, best, st)
+	case kindByTrafficRamp:
+		return byTraffic{}.isBestRamp(c, best, st)
 	default:
 		return byRequests{}.isBest(c, best, st)
 	}
@@ -52,9 +66,9 @@ func (k methodKind) isBest(c, best *Member, st *selection) bool {
 
 func (k methodKind) chosen(w *Member, st *selection) {
 	switch k {
-	case kindByBusyness:
+	case kindByBusyness, kindByBusynessRamp:
 		byBusyness{}.chosen(w, st)
-	case kindByTraffic:
+	case kindByTraffic, kindByTrafficRamp:
 		byTraffic{}.chosen(w, st)
 	default:
 		byRequests{}.chosen(w, st)
@@ -70,6 +84,9 @@ type selection struct {
 	min   int64 // bytraffic: the best member's traffic
 	lb    int64 // byrequests, bybusyness: the best member's lbstatus
 	busy  int64 // bybusyness: the best member's busy count
+	// bybusyness while a member ramps: the best member's busy × lbfactor
+	// and its weight.
+	busyLF, weight int64
 }
 
 var methods = map[string]Method{
@@ -121,6 +138,19 @@ func (byRequests) isBest(c, best *Member, st *selection) bool {
 
 func (byRequests) chosen(w *Member, st *selection) { w.lbstatus -= st.total }
 
+// isBestRamp is isBest with the members' weights (slowstart.go).
+func (byRequests) isBestRamp(c, best *Member, st *selection) bool {
+	w := int64(c.weight())
+	lb := c.lbstatus + w
+	c.lbstatus = lb
+	st.total += w
+	if best == nil || lb > st.lb {
+		st.lb = lb
+		return true
+	}
+	return false
+}
+
 // byBusyness is mod_lbmethod_bybusyness: fewest requests in flight, ties broken
 // as byrequests breaks them.
 type byBusyness struct{}
@@ -148,6 +178,23 @@ func (byBusyness) isBest(c, best *Member, st *selection) bool {
 
 func (byBusyness) chosen(w *Member, st *selection) { w.lbstatus -= st.total }
 
+// isBestRamp is isBest with the members' weights (slowstart.go): the busy
+// counts are compared as busy × lbfactor / weight, which is busy for a
+// member that does not ramp.
+func (byBusyness) isBestRamp(c, best *Member, st *selection) bool {
+	w := int64(c.weight())
+	lb := c.lbstatus + w
+	c.lbstatus = lb
+	st.total += w
+	bl := c.busy.Load() * int64(c.lbfactor)
+	// bl/w < st.busyLF/st.weight, without dividing
+	if best == nil || bl*st.weight < st.busyLF*w || (bl*st.weight == st.busyLF*w && lb > st.lb) {
+		st.lb, st.busyLF, st.weight = lb, bl, w
+		return true
+	}
+	return false
+}
+
 // byTraffic is mod_lbmethod_bytraffic: least bytes moved, weighted by lbfactor.
 type byTraffic struct{}
 
@@ -157,12 +204,17 @@ func (byTraffic) Reset(members []*Member) {
 	for _, m := range members {
 		m.transfer.Store(0)
 		m.read.Store(0)
+		m.trafficBias = 0
+		m.ramp.norm, m.ramp.raw = 0, 0
 	}
 }
 
+// traffic is the member's bytes to and from it, each divided by its
+// lbfactor; plus its trafficBias, which is 0 unless it went through a slow
+// start (slowstart.go).
 func traffic(m *Member) int64 {
 	f := int64(m.lbfactor)
-	return m.transfer.Load()/f + m.read.Load()/f
+	return m.transfer.Load()/f + m.read.Load()/f + m.trafficBias
 }
 
 func (byTraffic) isBest(c, best *Member, st *selection) bool {
@@ -175,3 +227,14 @@ func (byTraffic) isBest(c, best *Member, st *selection) bool {
 }
 
 func (byTraffic) chosen(*Member, *selection) {}
+
+// isBestRamp is isBest with a ramping member's traffic counted at its
+// weight (slowstart.go).
+func (byTraffic) isBestRamp(c, best *Member, st *selection) bool {
+	t := currentTraffic(c)
+	if best == nil || t < st.min {
+		st.min = t
+		return true
+	}
+	return false
+}

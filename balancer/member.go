@@ -37,6 +37,9 @@ type MemberConfig struct {
 	Timeout time.Duration
 	// HealthCheck holds the mod_proxy_hcheck settings.
 	HealthCheck HealthCheck
+	// SlowStart is the member's own slow-start window (slowstart.go); nil
+	// means the balancer's (Config.SlowStart), 0 turns it off for the member.
+	SlowStart *time.Duration
 }
 
 // HealthCheck is a member's mod_proxy_hcheck configuration.
@@ -56,6 +59,7 @@ type Member struct {
 	// The fields the chooser and the sticky lookup read for every member come
 	// first, so that one selection touches few cache lines per member.
 	status   Status
+	draining atomic.Bool // status&Drain, for Release without the lock (drain.go)
 	lbset    int
 	lbfactor int
 	lbstatus int64
@@ -63,7 +67,12 @@ type Member struct {
 	routeKey uint64       // routeKeyOf(route), set with route by setRoute
 	transfer atomic.Int64 // bytes sent to the member
 	read     atomic.Int64 // bytes read from the member
-	route    string
+	// trafficBias is added to the member's traffic by bytraffic: 0 unless
+	// the member went through a slow start; rampWeight is its weight while
+	// it ramps up, 0 otherwise (slowstart.go).
+	trafficBias int64
+	rampWeight  int
+	route       string
 
 	b *Balancer
 
@@ -96,6 +105,11 @@ type Member struct {
 	// attachment is what the balancer's owner keeps with the member
 	// (Attach): the plugin's per-member metrics recorder.
 	attachment atomic.Value
+	ramp       rampState // slow start (slowstart.go)
+	// drainCh is closed when the draining member empties; drainSeen is
+	// elected+1 when that was last reported (drain.go).
+	drainCh   chan struct{}
+	drainSeen int64
 }
 
 // NormalizeURL returns httpd's worker name for a member URL and its parts: the
@@ -176,6 +190,7 @@ func (m *Member) applyConfig(mc MemberConfig) {
 	m.setRoute(mc.Route)
 	m.redirect = mc.Redirect
 	m.status = Initialized | mc.Status
+	m.draining.Store(m.status&Drain != 0)
 	m.retry = DefaultRetry
 	if mc.Retry != nil {
 		m.retry = *mc.Retry

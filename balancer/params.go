@@ -45,6 +45,12 @@ const (
 	MaxRuntimeTimeout = 7200 * time.Second
 	// MaxMemberNameLen is the longest member URL (proxy_worker_shared.name_ex).
 	MaxMemberNameLen = 383
+	// MaxSlowStart is the longest slow-start window (slowstart.go); it keeps
+	// the ramp's arithmetic (lbfactor × elapsed nanoseconds) within int64.
+	MaxSlowStart = 24 * time.Hour
+	// MaxDrainWait is the longest a drain request waits for a member to
+	// empty (drain.go); it bounds the admin connections a script holds.
+	MaxDrainWait = time.Hour
 )
 
 // ParamError is a parameter value that breaks its rule. Its message is the
@@ -96,6 +102,8 @@ var rules = map[string]string{
 	"failontimeout":       "On or Off",
 	"forcerecovery":       "On or Off",
 	"persist":             "On or Off",
+	"slowstart":           "a duration from 0 to 24h (a number of seconds or a duration such as 30s; 0 is off)",
+	"wait":                "a duration from 0 to 1h (a number of seconds or a duration such as 30s)",
 }
 
 // Invalid returns the error for a value of param that breaks its rule, or
@@ -247,6 +255,24 @@ func CheckRuntimeTimeout(d time.Duration) error {
 	return nil
 }
 
+// CheckSlowStart checks a slow-start window, balancer-wide or a member's
+// own; 0 turns slow start off.
+func CheckSlowStart(d time.Duration) error {
+	if d < 0 || d > MaxSlowStart {
+		return paramErr("slowstart", d)
+	}
+	return nil
+}
+
+// CheckDrainWait checks how long a drain request is to wait for the member
+// to empty.
+func CheckDrainWait(d time.Duration) error {
+	if d < 0 || d > MaxDrainWait {
+		return paramErr("wait", d)
+	}
+	return nil
+}
+
 // validate checks a balancer configuration, with the rules above.
 func (cfg *Config) validate() error {
 	if err := CheckName(cfg.Name); err != nil {
@@ -279,6 +305,9 @@ func (cfg *Config) validate() error {
 	if _, err := parseAllowList(cfg.GrowthAllow); err != nil {
 		return err
 	}
+	if err := CheckSlowStart(cfg.SlowStart); err != nil {
+		return err
+	}
 	return CheckNonce(cfg.Nonce)
 }
 
@@ -305,6 +334,11 @@ func (mc MemberConfig) validate() error {
 	}
 	if mc.Timeout != 0 {
 		if err := CheckTimeout(mc.Timeout); err != nil {
+			return err
+		}
+	}
+	if mc.SlowStart != nil {
+		if err := CheckSlowStart(*mc.SlowStart); err != nil {
 			return err
 		}
 	}

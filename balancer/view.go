@@ -16,25 +16,30 @@ type MemberState struct {
 	Name       string `json:"name"`
 	LoadFactor int    `json:"loadfactor"` // ×100
 	// EffectiveLoadFactor is the weight the lbmethods use now, ×100: the
-	// loadfactor, or less while the member ramps up (slow start).
-	EffectiveLoadFactor int           `json:"effective_loadfactor"`
-	LBSet               int           `json:"lbset"`
-	Route               string        `json:"route"`
-	Redirect            string        `json:"redirect"`
-	Status              Status        `json:"-"`
-	LBStatus            int64         `json:"lbstatus"`
-	Elected             int64         `json:"elected"`
-	Busy                int64         `json:"busy"`
-	Transfer            int64         `json:"transferred"`
-	Read                int64         `json:"read"`
-	Retries             int64         `json:"retries"`
-	ErrorTime           time.Time     `json:"error_time,omitzero"`
-	Retry               time.Duration `json:"retry"`
-	Timeout             time.Duration `json:"timeout,omitempty"`
-	Dynamic             bool          `json:"dynamic,omitempty"`
-	HC                  HealthCheck   `json:"hc"`
-	PCount              int           `json:"pcount"`
-	FCount              int           `json:"fcount"`
+	// loadfactor, or less while the member ramps up (slowstart.go).
+	EffectiveLoadFactor int `json:"effective_loadfactor"`
+	// SlowStart is the member's slow-start window (its own or the
+	// balancer's), 0 if none; SlowStartEnds is when its ramp ends, zero if
+	// it is not ramping.
+	SlowStart     time.Duration `json:"slowstart,omitempty"`
+	SlowStartEnds time.Time     `json:"slowstart_ends,omitzero"`
+	LBSet         int           `json:"lbset"`
+	Route         string        `json:"route"`
+	Redirect      string        `json:"redirect"`
+	Status        Status        `json:"-"`
+	LBStatus      int64         `json:"lbstatus"`
+	Elected       int64         `json:"elected"`
+	Busy          int64         `json:"busy"`
+	Transfer      int64         `json:"transferred"`
+	Read          int64         `json:"read"`
+	Retries       int64         `json:"retries"`
+	ErrorTime     time.Time     `json:"error_time,omitzero"`
+	Retry         time.Duration `json:"retry"`
+	Timeout       time.Duration `json:"timeout,omitempty"`
+	Dynamic       bool          `json:"dynamic,omitempty"`
+	HC            HealthCheck   `json:"hc"`
+	PCount        int           `json:"pcount"`
+	FCount        int           `json:"fcount"`
 }
 
 // State returns the member's current state.
@@ -46,7 +51,7 @@ func (m *Member) State() MemberState {
 
 func (m *Member) stateLocked() MemberState {
 	s := MemberState{
-		Name: m.name, LoadFactor: m.lbfactor, EffectiveLoadFactor: m.lbfactor, LBSet: m.lbset, Route: m.route, Redirect: m.redirect,
+		Name: m.name, LoadFactor: m.lbfactor, LBSet: m.lbset, Route: m.route, Redirect: m.redirect,
 		Status: m.status, LBStatus: m.lbstatus, Elected: m.elected.Load(), Busy: m.busy.Load(),
 		Transfer: m.transfer.Load(), Read: m.read.Load(), Retries: m.retries.Load(),
 		Retry: m.retry, Timeout: m.timeout, Dynamic: m.dynamic, HC: m.hc, PCount: m.pcount, FCount: m.fcount,
@@ -54,6 +59,8 @@ func (m *Member) stateLocked() MemberState {
 	if t := m.errorTime.Load(); t != 0 {
 		s.ErrorTime = time.Unix(0, t)
 	}
+	s.EffectiveLoadFactor, s.SlowStartEnds = m.effectiveLocked()
+	s.SlowStart = m.b.slowStartLocked(m)
 	return s
 }
 
@@ -105,9 +112,11 @@ type View struct {
 	FailOnStatus   []int
 	FailOnTimeout  bool
 	Growth         int
-	MaxMembers     int
-	Nonce          string
-	Members        []MemberView
+	// SlowStart is the balancer's slow-start window, 0 if none.
+	SlowStart  time.Duration
+	MaxMembers int
+	Nonce      string
+	Members    []MemberView
 	// Durability is where run-time changes are kept.
 	Durability Durability
 }
@@ -129,7 +138,7 @@ func (b *Balancer) View() View {
 		StickySeparator: b.sep, SColonPathDelim: b.scolon, NoFailover: b.nofailover, Timeout: b.timeout,
 		MaxAttempts: b.maxAttempts, MaxAttemptsSet: b.maxAttemptsSetLocked(), ForceRecovery: b.forceRecovery,
 		FailOnStatus: append([]int(nil), b.failOnStatus...), FailOnTimeout: b.failOnTimeout,
-		Growth: b.growth, MaxMembers: b.maxMembers, Nonce: b.nonce, Durability: b.Durability(),
+		Growth: b.growth, SlowStart: b.cfg.SlowStart, MaxMembers: b.maxMembers, Nonce: b.nonce, Durability: b.Durability(),
 	}
 	if !v.MaxAttemptsSet {
 		v.MaxAttempts = max(b.shownMaxAttempts, 0)

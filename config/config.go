@@ -83,6 +83,13 @@ type Balancer struct {
 	// refused.
 	GrowthAllow []string `json:"growth_allow,omitempty"`
 
+	// SlowStart is the time, 0 to 24h, over which a member that becomes
+	// usable again (out of Err, HcFl, Dis or Stop) or is added at run time
+	// ramps up from almost nothing to its loadfactor, linearly, instead of
+	// taking its whole share at once. httpd has no slow start. Default 0:
+	// off. A member's own slowstart overrides it.
+	SlowStart caddy.Duration `json:"slowstart,omitempty"`
+
 	// Persist keeps run-time changes in Caddy's storage across restarts
 	// (httpd's BalancerPersist).
 	Persist bool `json:"persist,omitempty"`
@@ -162,6 +169,10 @@ type Member struct {
 	HCFails int `json:"hcfails,omitempty"`
 	// HCExpr is a condition on the check response, as httpd's ProxyHCExpr.
 	HCExpr string `json:"hcexpr,omitempty"`
+	// SlowStart is this member's slow-start window, overriding the
+	// balancer's slowstart; 0 turns slow start off for the member. Not an
+	// httpd key.
+	SlowStart *caddy.Duration `json:"slowstart,omitempty"`
 }
 
 // Handler is the whole JSON of an `http.handlers.balancer` handler: the
@@ -195,6 +206,7 @@ func (b *Balancer) Engine() (balancer.Config, error) {
 		FailOnTimeout:   b.FailOnTimeout,
 		Growth:          b.Growth,
 		GrowthAllow:     b.GrowthAllow,
+		SlowStart:       time.Duration(b.SlowStart),
 		StickySeparator: '.',
 	}
 	if cfg.Name == "" {
@@ -264,6 +276,10 @@ func (m Member) Engine() (balancer.MemberConfig, error) {
 		r := time.Duration(*m.Retry)
 		mc.Retry = &r
 	}
+	if m.SlowStart != nil {
+		ss := time.Duration(*m.SlowStart)
+		mc.SlowStart = &ss
+	}
 	return mc, nil
 }
 
@@ -286,7 +302,7 @@ func DefaultName(members []Member) string {
 func (b *Balancer) Defines() bool {
 	return len(b.Members) > 0 || b.LBMethod != "" || b.StickySession != "" || b.StickySessionSep != "" ||
 		b.SColonPathDelim || b.NoFailover || b.MaxAttempts != nil || b.Timeout != 0 || b.ForceRecovery != nil ||
-		len(b.FailOnStatus) > 0 || b.FailOnTimeout || b.Growth != 0 || len(b.GrowthAllow) > 0 || b.Persist || b.Nonce != nil
+		len(b.FailOnStatus) > 0 || b.FailOnTimeout || b.Growth != 0 || len(b.GrowthAllow) > 0 || b.Persist || b.Nonce != nil || b.SlowStart != 0
 }
 
 // ParseName reads a balancer name as httpd's ProxyPass and <Proxy> take it:
@@ -307,10 +323,11 @@ func ParseName(arg string) (string, error) {
 }
 
 // BalancerKeys are the balancer parameters SetParam reads (httpd's ProxySet
-// keys and BalancerPersist, BalancerGrowth's equivalents).
+// keys and BalancerPersist, BalancerGrowth's equivalents, and slowstart,
+// which httpd does not have).
 var BalancerKeys = []string{
 	"lbmethod", "stickysession", "stickysessionsep", "scolonpathdelim", "nofailover", "maxattempts",
-	"timeout", "forcerecovery", "failonstatus", "failontimeout", "growth", "persist", "nonce",
+	"timeout", "forcerecovery", "failonstatus", "failontimeout", "growth", "persist", "nonce", "slowstart",
 }
 
 // SetParam sets one balancer parameter from its httpd-style value, as
@@ -379,6 +396,12 @@ func (b *Balancer) SetParam(key, val string) error {
 			return err
 		}
 		b.Growth = n
+	case "slowstart":
+		d, err := duration(key, val, balancer.CheckSlowStart)
+		if err != nil {
+			return err
+		}
+		b.SlowStart = d
 	case "nonce":
 		if strings.EqualFold(val, "none") {
 			val = "None"
@@ -416,6 +439,11 @@ var MemberKeys = map[string]struct{}{
 	"loadfactor": {}, "lbset": {}, "route": {}, "redirect": {}, "status": {}, "retry": {}, "timeout": {},
 	"hcmethod": {}, "hcuri": {}, "hcinterval": {}, "hcpasses": {}, "hcfails": {}, "hcexpr": {},
 }
+
+// ExtensionMemberKeys are the member keys of this plugin that httpd's
+// BalancerMember does not have: SetParam reads them, the httpd adapter
+// does not.
+var ExtensionMemberKeys = map[string]struct{}{"slowstart": {}}
 
 // UnsupportedMemberKeys are httpd BalancerMember keys the balancer does not
 // implement, with what to use instead. They are rejected, never ignored.
@@ -545,6 +573,12 @@ func (m *Member) SetParam(key, val string) error {
 			return err
 		}
 		m.HCExpr = val
+	case "slowstart":
+		d, err := duration(key, val, balancer.CheckSlowStart)
+		if err != nil {
+			return err
+		}
+		m.SlowStart = &d
 	default:
 		if hint, ok := UnsupportedMemberKeys[key]; ok {
 			return fmt.Errorf("member parameter %q is not supported: %s", key, hint)

@@ -24,6 +24,8 @@ var (
 		"Bytes read from the member (httpd's From).", metricLabels, nil)
 	descRetries = prometheus.NewDesc("caddy_balancer_member_consecutive_retries",
 		"Times the member was retried since its last successful connection (httpd's Retries).", metricLabels, nil)
+	descEffLF = prometheus.NewDesc("caddy_balancer_member_effective_loadfactor",
+		"The member's loadfactor in force: its loadfactor, or less while it ramps up after coming back (slowstart).", metricLabels, nil)
 	descUsable = prometheus.NewDesc("caddy_balancer_member_usable",
 		"1 if the member can be chosen (its status string ends in Ok), else 0.", metricLabels, nil)
 	descStatus = prometheus.NewDesc("caddy_balancer_member_status",
@@ -77,7 +79,7 @@ type Collector struct {
 
 // Describe implements prometheus.Collector.
 func (Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descElected, descBusy, descSent, descReceived, descRetries, descUsable, descStatus, descHC,
+	for _, d := range []*prometheus.Desc{descElected, descBusy, descSent, descReceived, descRetries, descEffLF, descUsable, descStatus, descHC,
 		descAttempts, descHeader, descExchange, descPersistFailures, descFleetConnected, descFleetPending} {
 		ch <- d
 	}
@@ -103,6 +105,7 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descSent, prometheus.CounterValue, float64(st.Transfer), l...)
 			ch <- prometheus.MustNewConstMetric(descReceived, prometheus.CounterValue, float64(st.Read), l...)
 			ch <- prometheus.MustNewConstMetric(descRetries, prometheus.GaugeValue, float64(st.Retries), l...)
+			ch <- prometheus.MustNewConstMetric(descEffLF, prometheus.GaugeValue, float64(st.EffectiveLoadFactor)/100, l...)
 			ch <- prometheus.MustNewConstMetric(descUsable, prometheus.GaugeValue, b01(st.Status.Usable()), l...)
 			for _, f := range statusFlags {
 				ch <- prometheus.MustNewConstMetric(descStatus, prometheus.GaugeValue, b01(st.Status&f.flag != 0), name, st.Name, f.letter)
