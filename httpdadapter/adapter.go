@@ -156,9 +156,10 @@ type hdPass struct {
 	loc      *hdLocation // set for ProxyPass inside <Location>
 	fake     string      // URL path prefix, or the regular expression
 	regex    bool
-	exclude  bool   // ProxyPass path !
-	balName  string // target balancer name (lower case), or ""
-	realPath string // path of the target after host or balancer name
+	exclude  bool         // ProxyPass path !
+	balName  string       // target balancer name (lower case), or ""
+	realPath string       // path of the target after host or balancer name
+	dyn      *hdDynTarget // a balancer known per request (balancerurl.go), or nil
 	target   *url.URL
 	worker   hdWorkerParams // plain worker parameters (timeout, connectiontimeout)
 }
@@ -1178,24 +1179,16 @@ func (c *hdConfig) parsePass(d *hdDirective, s *hdScope, loc *hdLocation) (*hdPa
 		kvs = append(kvs, prm)
 	}
 	if hdIsBalancerURL(real) {
-		name, path := hdSplitBalancerURL(real)
-		if strings.Contains(name, "$") {
-			return nil, p.errf("a balancer name cannot come from the regular expression (%q)", real)
+		if dyn := hdDynamicTarget(pass.regex, pass.fake, real); dyn != nil {
+			return c.parseDynamicPass(pass, dyn, real, kvs)
 		}
+		_, path := hdSplitBalancerURL(real)
 		b, err := c.balancerFor(s, real, p)
 		if err != nil {
 			return nil, err
 		}
 		for _, kv := range kvs {
-			key, val, ok := strings.Cut(kv, "=")
-			if !ok || key == "" {
-				return nil, p.errf("invalid parameter %q: must be key=value", kv)
-			}
-			key = strings.ToLower(key)
-			if !hdBalancerKeys[key] {
-				return nil, p.errf("unknown Balancer parameter %q (worker parameters belong on BalancerMember)", key)
-			}
-			if err := c.applyBalancerParam(b, hdParam{pos: p, key: key, val: val}); err != nil {
+			if err := c.passBalancerParam(b, p, kv); err != nil {
 				return nil, err
 			}
 		}

@@ -374,6 +374,26 @@ ProxyPassReverse /s http://static.internal/
 			},
 		},
 		{
+			name: "balancer names cut per request",
+			files: map[string]string{"httpd.conf": `Listen 80
+<Proxy balancer://mycluster>
+    BalancerMember http://10.0.0.2
+</Proxy>
+ProxyPassMatch ^/all(/.*)$ balancer://mycluster$1
+ProxyPassMatch ^/app/(.*)$ balancer://mycluster$1
+ProxyPassMatch ^/s(/.*)$ balancer://mycluster$1 stickysession=JSESSIONID
+ProxyPassMatch ^/n/(.*)$ balancer://nothere$1
+ProxyPass / balancer://mycluster
+`},
+			want: []string{
+				"httpd.conf:6: ProxyPassMatch: the balancer name is cut from balancer://mycluster$1 after the references are filled in",
+				"httpd.conf:7: ProxyPassMatch: stickysession=JSESSIONID: in httpd these parameters go to a balancer named balancer://mycluster$1",
+				"httpd.conf:8: ProxyPassMatch: the balancer name is cut from balancer://nothere$1",
+				"httpd.conf:8: ProxyPassMatch: no balancer's name starts with \"nothere\": httpd answers 500",
+				"httpd.conf:9: ProxyPass: the URL has no '/' after the balancer name and the path \"/\" ends in '/': httpd appends the rest of the request path to the name, so only / itself reaches balancer://mycluster",
+			},
+		},
+		{
 			name:  "no Listen",
 			files: map[string]string{"site.conf": "<VirtualHost *:8081>\nProxyPass / http://10.0.0.9/\n</VirtualHost>\n"},
 			want:  []string{"site.conf:0: : the configuration has no Listen directive; listening on port(s) 8081"},
@@ -637,4 +657,24 @@ func hdtSelfSigned(t *testing.T, certFile, keyFile, name string) {
 	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The tutorials' catch-all ProxyPassMatch adapts without a warning: $1
+// starts with '/', so the balancer is always balancer://mycluster.
+func TestHttpdPassMatchCatchAll(t *testing.T) {
+	out, warns, dir, err := hdtAdaptFiles(t, map[string]string{"httpd.conf": `Listen 80
+<Proxy balancer://mycluster>
+    BalancerMember http://192.168.1.101:8080 route=node1
+    BalancerMember http://192.168.1.102:8080 route=node2
+    ProxySet stickysession=BALANCEID
+</Proxy>
+ProxyPassMatch ^(/.*)$ balancer://mycluster$1
+`}, "httpd.conf")
+	if err != nil {
+		t.Fatalf("adapt: %v", err)
+	}
+	if len(warns) > 0 {
+		t.Errorf("warnings: %q", hdtFormatWarnings(warns, dir))
+	}
+	hdtValidate(t, out)
 }
