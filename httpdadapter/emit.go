@@ -180,11 +180,18 @@ func (c *hdConfig) markUsed() {
 func (c *hdConfig) portGroups() []*hdPortGroup {
 	listens := c.listens
 	if len(listens) == 0 {
+		// The warning names the first <VirtualHost> that gives a port; with
+		// none, the main file, without a line: the default applies to the
+		// whole configuration.
 		ports := []string{}
 		seen := map[string]bool{}
+		where := hdPos{File: c.mainFile}
 		for _, v := range c.vhosts {
 			for _, a := range v.addrs {
 				if a.port != "*" && !seen[a.port] {
+					if len(ports) == 0 {
+						where = v.pos
+					}
 					seen[a.port] = true
 					ports = append(ports, a.port)
 				}
@@ -192,11 +199,13 @@ func (c *hdConfig) portGroups() []*hdPortGroup {
 		}
 		if len(ports) == 0 {
 			ports = []string{"80"}
+			c.warn(where, "the configuration has no Listen directive; listening on port 80, httpd's default")
+		} else {
+			c.warn(where, "the configuration has no Listen directive; listening on the port(s) of the <VirtualHost> addresses: %s", strings.Join(ports, ", "))
 		}
 		for _, p := range ports {
 			listens = append(listens, hdListen{port: p, https: p == "443"})
 		}
-		c.warn(hdPos{File: c.mainFile}, "the configuration has no Listen directive; listening on port(s) %s", strings.Join(ports, ", "))
 	}
 	var groups []*hdPortGroup
 	byPort := map[string]*hdPortGroup{}
@@ -1111,7 +1120,10 @@ var hdKnownDirectives = func() map[string]struct{} {
 	} {
 		m[n] = struct{}{}
 	}
-	for n := range hdNotProxy {
+	for n := range hdQuiet {
+		m[n] = struct{}{}
+	}
+	for n := range hdLoud {
 		m[n] = struct{}{}
 	}
 	return m

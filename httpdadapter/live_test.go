@@ -95,7 +95,7 @@ type hdtStep struct {
 type hdtScenario struct {
 	conf     string // file in testdata
 	backends []string
-	defines  map[string]string // more Defines
+	defines  map[string]string  // more Defines
 	modules  []httpdtest.Module // more modules for the httpd side
 	steps    []hdtStep
 	// bodyFilter picks what of a body to compare when step.body is set.
