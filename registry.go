@@ -49,6 +49,10 @@ type registryEntry struct {
 
 	checker *hcheck.Checker
 	persist persister
+	// bare: the balancer was built from a block that only refers to it by
+	// name (a Caddyfile `handle` block comes before the site's defining
+	// `balancer` block), so its first definition must still be applied.
+	bare bool
 }
 
 // definition is a balancer block's configuration in one config load.
@@ -68,7 +72,7 @@ func (app *App) acquire(cfg balancer.Config, def *definition) (*registryEntry, e
 		if err != nil {
 			return nil, err
 		}
-		return &registryEntry{name: cfg.Name, bal: b, staged: map[*App]*definition{}}, nil
+		return &registryEntry{name: cfg.Name, bal: b, staged: map[*App]*definition{}, bare: def == nil}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("balancer %s: %w", cfg.Name, err)
@@ -95,6 +99,15 @@ func (e *registryEntry) stage(app *App, def *definition) error {
 	}
 	e.staged[app] = def
 	return nil
+}
+
+// definedFor reports whether the balancer has a definition once app is in
+// force: app's own, or the one in force (a block that only refers to a
+// balancer by name keeps it).
+func (e *registryEntry) definedFor(app *App) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.def != nil || e.staged[app] != nil
 }
 
 // release drops a handler's reference; the entry is destructed with the
@@ -157,7 +170,8 @@ func (e *registryEntry) commitLocked(app *App) {
 	delete(e.staged, app)
 	e.committedBy, e.stopped = app, false
 	if def != nil {
-		if !first {
+		if !first || e.bare {
+			e.bare = false
 			if err := e.bal.Reconfigure(def.cfg); err != nil {
 				// Provision checked the configuration; this cannot happen.
 				app.logger.Error("balancer: reconfiguring", zap.String("balancer", e.name), zap.Error(err))
