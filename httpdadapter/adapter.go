@@ -1018,11 +1018,13 @@ func (c *hdConfig) workerParam(p hdPos, wp *hdWorkerParams, kv, u string) error 
 	key = strings.ToLower(key)
 	switch key {
 	case "timeout":
-		t, err := config.ParseSeconds(val)
-		if err != nil || t <= 0 {
-			return p.errf("timeout must be at least one second, not %q", val)
+		// The same rule as a member's timeout (the wait for the response
+		// headers), which it becomes in Caddy.
+		var m config.Member
+		if err := m.SetParam(key, val); err != nil {
+			return p.errf("%v", err)
 		}
-		wp.timeout = t
+		wp.timeout = time.Duration(m.Timeout)
 	case "connectiontimeout":
 		t, err := hdTimeoutParam(val)
 		if err != nil {

@@ -404,6 +404,11 @@ ProxyPass / balancer://mycluster
 			},
 		},
 		{
+			name:  "balancer without members",
+			files: map[string]string{"httpd.conf": "Listen 80\nProxyPass / balancer://nothing/\n"},
+			want:  []string{"httpd.conf:2: ProxyPass: balancer://nothing has no members (no BalancerMember names it): every request it gets is answered 503, as in httpd"},
+		},
+		{
 			name:  "no Listen and no virtual host",
 			files: map[string]string{"httpd.conf": "ProxyPass / http://10.0.0.9/\n"},
 			want:  []string{"httpd.conf:0: : the configuration has no Listen directive; listening on port 80, httpd's default"},
@@ -454,6 +459,10 @@ func TestHttpdErrors(t *testing.T) {
 		{"Listen 80\n<Proxy balancer://x>\n  BalancerMember http://10.0.0.1 frobnicate=1\n</Proxy>\n", `httpd.conf:3: BalancerMember: unknown Worker parameter "frobnicate"`},
 		{"Listen 80\n<Proxy balancer://x>\n  BalancerMember ajp://10.0.0.1:8009\n</Proxy>\n", "httpd.conf:3: BalancerMember: member ajp://10.0.0.1:8009: the ajp scheme cannot be translated"},
 		{"Listen 80\nProxyRequests On\n", "httpd.conf:2: ProxyRequests: forward proxying"},
+		{"Listen 80\n<Proxy balancer://x>\n  BalancerMember 127.0.0.1:9001\n</Proxy>\n", `httpd.conf:3: BalancerMember: invalid member URL "127.0.0.1:9001": it has no scheme; write http://127.0.0.1:9001 (or https://)`},
+		{"Listen 80\nProxyPass / http://127.0.0.1:9001/ timeout=abc\n", `httpd.conf:2: ProxyPass: timeout must be a positive duration (a number of seconds or a duration such as 1500ms), not "abc"`},
+		{"Listen 80\n<Proxy balancer://x>\n  BalancerMember http://10.0.0.1 timeout=abc\n</Proxy>\n", `httpd.conf:3: BalancerMember: timeout must be a positive duration (a number of seconds or a duration such as 1500ms), not "abc"`},
+		{"Listen 80\n<Proxy balancer://x>\n  BalancerMember http://10.0.0.1\n  ProxySet timeout=abc\n</Proxy>\n", `httpd.conf:4: ProxySet: timeout must be a positive duration (a number of seconds or a duration such as 1500ms), not "abc"`},
 		{"Listen 80\n<Proxy balancer://x>\n  BalancerMember http://10.0.0.1\n", "httpd.conf:2: <Proxy>: <Proxy> was not closed"},
 		{"Listen 80\n</Location>\n", "httpd.conf:2: </Location>: closing tag without a matching <Location>"},
 		{"Listen 80\nInclude nothing-here.conf\n", "httpd.conf:2: Include: could not open configuration file"},

@@ -891,7 +891,7 @@ func (e *hdEmitter) defineBalancer(h *config.Balancer, b *hdBalancer) {
 		}
 	}
 	if len(h.Members) == 0 {
-		e.warnOnce(b.pos, "balancer://%s has no members: every request answers 503", b.name)
+		e.warnOnce(b.pos, "balancer://%s has no members (no BalancerMember names it): every request it gets is answered 503, as in httpd", b.name)
 	}
 }
 
