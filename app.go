@@ -126,6 +126,10 @@ func (a *App) used() []*registryEntry {
 // uses; the others wait for the running config to stop.
 func (a *App) Start() error {
 	for _, e := range a.used() {
+		if !e.definedFor(a) {
+			a.logger.Warn("balancer is only referred to by name and no balancer block defines it: it has no members, "+
+				"every request it gets is answered 503; check the name, or add balancer_member lines", zap.String("balancer", e.name))
+		}
 		e.started(a)
 	}
 	return nil

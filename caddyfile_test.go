@@ -347,7 +347,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"unsupported key in block", "balancer {\nbalancer_member http://h:1 {\nenablereuse on\n}\n}", 3, []string{`"enablereuse"`, "not supported"}},
 		{"unsupported hctemplate", "balancer {\nbalancer_member http://h:1 hctemplate=t1\n}", 2, []string{`"hctemplate"`, "not supported"}},
 		{"member without URL", "balancer {\nbalancer_member\n}", 2, []string{"balancer_member", "URL"}},
-		{"member URL without scheme", "balancer {\nbalancer_member 10.0.0.1:8080\n}", 2, []string{"balancer_member", "10.0.0.1:8080"}},
+		{"member URL without scheme", "balancer {\nbalancer_member 10.0.0.1:8080\n}", 2, []string{"balancer_member", "it has no scheme; write http://10.0.0.1:8080 (or https://)"}},
 		{"member URL with bad scheme", "balancer {\nbalancer_member ajp://h:8009\n}", 2, []string{"balancer_member", "ajp://h:8009"}},
 		{"duplicate member", "balancer {\nbalancer_member http://h:80/\nbalancer_member http://H/ route=x\n}", 3, []string{"duplicate member", "http://H/", "line 2"}},
 		{"duplicate member default port", "balancer {\nbalancer_member https://h\n\nbalancer_member https://h:443\n}", 4, []string{"duplicate member"}},

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"html"
 	"net/http"
+	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -522,5 +524,69 @@ http://127.0.0.1:1 {
 	req, _ = http.NewRequest(http.MethodOptions, site+"/bm", nil)
 	if r := do(t, req); r.Status != 200 || r.Header.Get("Allow") == "" {
 		t.Errorf("OPTIONS: %d allow %q", r.Status, r.Header.Get("Allow"))
+	}
+}
+
+// TestManagerSiteRouteLogsIgnoredChange: on the site route a POST without a
+// Referer changes nothing and the page says nothing, as in httpd; Caddy's
+// log says why and what to do. A page view (the page's own b/w/nonce links)
+// and a change that passes are not logged as ignored.
+func TestManagerSiteRouteLogsIgnoredChange(t *testing.T) {
+	bs := startBackends(t, 2)
+	port := freePort(t)
+	site := fmt.Sprintf("http://127.0.0.1:%d", port)
+	logFile := filepath.Join(t.TempDir(), "caddy.log")
+	loadCaddyfile(t, fmt.Sprintf(`{
+	admin off
+	log {
+		output file %s
+		format json
+	}
+}
+%s {
+	handle /balancer-manager* {
+		balancer_manager
+	}
+	balancer logged {
+		balancer_member %s route=r1
+		balancer_member %s route=r2
+	}
+}`, logFile, site, bs[0].URL, bs[1].URL))
+	mgr := site + "/balancer-manager"
+	nonce := scrapeNonce(t, get(t, mgr).Body, "logged")
+	disable := fmt.Sprintf("b=logged&w=%s&nonce=%s&w_status_D=1", url.QueryEscape(bs[1].URL), nonce)
+	ignored := func() []string {
+		var out []string
+		for _, w := range logWarnings(t, logFile) {
+			if strings.Contains(w, "change ignored") {
+				out = append(out, w)
+			}
+		}
+		return out
+	}
+
+	// A page view with the edit link's parameters: nothing to log.
+	get(t, fmt.Sprintf("%s?b=logged&w=%s&nonce=%s", mgr, url.QueryEscape(bs[1].URL), nonce))
+	// The POST without a Referer: ignored, and logged.
+	if r := mgPost(t, mgr, disable); r.Status != 200 {
+		t.Fatalf("POST without Referer: %d", r.Status)
+	}
+	if got := sequence(t, site+"/", 2); strings.Join(got, " ") != "b1 b2" {
+		t.Fatalf("after the POST without Referer the balancer answers %v, want b1 b2 (nothing changed)", got)
+	}
+	got := ignored()
+	want := "http.handlers.balancer_manager: balancer-manager: change ignored: the request has no Referer"
+	if len(got) != 1 || !strings.HasPrefix(got[0], want) ||
+		!strings.Contains(got[0], "curl -e http://127.0.0.1:") || !strings.Contains(got[0], "admin endpoint") ||
+		!strings.HasSuffix(got[0], "balancer=logged") {
+		t.Fatalf("warnings about ignored changes:\n%s\nwant one: %s ... (curl -e ... admin endpoint) balancer=logged", strings.Join(got, "\n"), want)
+	}
+	// With a Referer naming this host it applies, and nothing more is logged.
+	mgPost(t, mgr, disable, "Referer: "+mgr)
+	if got := sequence(t, site+"/", 2); strings.Join(got, " ") != "b1 b1" {
+		t.Fatalf("after the POST with a Referer the balancer answers %v, want b1 b1 (r2 disabled)", got)
+	}
+	if got := ignored(); len(got) != 1 {
+		t.Errorf("warnings about ignored changes:\n%s\nwant only the first", strings.Join(got, "\n"))
 	}
 }

@@ -89,6 +89,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	var def *definition
 	if h.Defines() {
+		if len(cfg.Members) == 0 {
+			msg := "balancer has no members: every request it gets is answered 503; add balancer_member lines (httpd's BalancerMember)"
+			if cfg.Growth > 0 {
+				msg = "balancer has no members: every request it gets is answered 503 until members are added at run time (growth)"
+			}
+			h.logger.Warn(msg, zap.String("balancer", cfg.Name))
+		}
 		def = &definition{cfg: cfg, persist: h.Persist}
 		if h.Persist {
 			def.storage = contextStorage(ctx)

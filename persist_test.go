@@ -85,8 +85,8 @@ func TestPersistAcrossRestart(t *testing.T) {
 	for _, m := range b.Members {
 		byRoute[m.Route] = m
 	}
-	if byRoute["r1"].Status != "Init Dis " || byRoute["r2"].LoadFactor != 3 || byRoute["r2"].Redirect != "r3" ||
-		byRoute["r4"].Status != "Init Ok " || !byRoute["r4"].Dynamic {
+	if byRoute["r1"].Status != "Init Dis" || byRoute["r2"].LoadFactor != 3 || byRoute["r2"].Redirect != "r3" ||
+		byRoute["r4"].Status != "Init Ok" || !byRoute["r4"].Dynamic {
 		t.Fatalf("members after restart: %+v", b.Members)
 	}
 	for _, got := range sequence(t, site+"/", 8) {
@@ -111,7 +111,7 @@ func TestPersistAcrossRestart(t *testing.T) {
 	if byRoute["r2"].LoadFactor != 2 || byRoute["r2"].Redirect != "" {
 		t.Errorf("changed member: saved state won over the config: %+v", byRoute["r2"])
 	}
-	if byRoute["r1"].Status != "Init Dis " || byRoute["r4"].Name != bs[3].URL || b.LBMethod != "bybusyness" {
+	if byRoute["r1"].Status != "Init Dis" || byRoute["r4"].Name != bs[3].URL || b.LBMethod != "bybusyness" {
 		t.Errorf("unchanged parts not restored: %+v", b)
 	}
 
@@ -120,7 +120,7 @@ func TestPersistAcrossRestart(t *testing.T) {
 	aport = freePort(t)
 	apiURL = fmt.Sprintf("http://127.0.0.1:%d/balancers/pers", aport)
 	loadCaddyfile(t, persistConfig(aport, port, dir, "on", m1, bs[1].URL+" route=r2 loadfactor=2", m3+" lbset=0"))
-	if m := decodeMember(t, adminDo(t, "GET", apiURL+"/members/r1", "")); m.Status != "Init Ok " {
+	if m := decodeMember(t, adminDo(t, "GET", apiURL+"/members/r1", "")); m.Status != "Init Ok" {
 		t.Errorf("after reload r1 is %q", m.Status)
 	}
 }
@@ -141,7 +141,7 @@ func TestPersistCorruptAndOff(t *testing.T) {
 	// A corrupt file is logged and ignored.
 	loadCaddyfile(t, persistConfig(aport, port, dir, "on", bs[0].URL, bs[1].URL))
 	b := decodeBalancer(t, adminDo(t, "GET", apiURL, ""))
-	if len(b.Members) != 2 || b.Members[0].Status != "Init Ok " {
+	if len(b.Members) != 2 || b.Members[0].Status != "Init Ok" {
 		t.Fatalf("with a corrupt file: %+v", b)
 	}
 	// The next change overwrites it.

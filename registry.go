@@ -173,6 +173,15 @@ func (e *registryEntry) stage(app *App, def *definition) error {
 	return nil
 }
 
+// definedFor reports whether the balancer has a definition once app is in
+// force: app's own, or the one in force (a block that only refers to a
+// balancer by name keeps it).
+func (e *registryEntry) definedFor(app *App) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.def != nil || e.staged[app] != nil
+}
+
 // release drops a handler's reference; the entry is destructed with the
 // last. A load that never came into force loses its definition.
 func (e *registryEntry) release(app *App) {
@@ -233,11 +242,13 @@ func (e *registryEntry) commitLocked(app *App) {
 	delete(e.staged, app)
 	e.committedBy, e.stopped = app, false
 	if def != nil {
-		if !first {
-			if err := e.bal.Reconfigure(def.cfg); err != nil {
-				// Provision checked the configuration; this cannot happen.
-				app.logger.Error("balancer: reconfiguring", zap.String("balancer", e.name), zap.Error(err))
-			}
+		// The balancer may have been built from a block that only refers to
+		// it by name (a Caddyfile handle block before the site's balancer
+		// block), or from the previous definition: apply this one. A
+		// definition equal to the balancer's own changes nothing.
+		if err := e.bal.Reconfigure(def.cfg); err != nil {
+			// Provision checked the configuration; this cannot happen.
+			app.logger.Error("balancer: reconfiguring", zap.String("balancer", e.name), zap.Error(err))
 		}
 		e.def = def
 		e.setPersist(app, def, first)

@@ -191,3 +191,31 @@ func countBalancers() int {
 	balancers.Range(func(any, any) bool { n++; return true })
 	return n
 }
+
+// TestReferenceBeforeDefinition: a Caddyfile `handle` block that refers to
+// a balancer by name is provisioned before the site's `balancer` block that
+// defines it (Caddy orders handle first). The balancer still gets its
+// members: both routes are served by them.
+func TestReferenceBeforeDefinition(t *testing.T) {
+	bs := startBackends(t, 2)
+	port := freePort(t)
+	loadCaddyfile(t, fmt.Sprintf(`{
+	admin off
+}
+
+http://127.0.0.1:%d {
+	handle /api/* {
+		balancer app
+	}
+	balancer app {
+		balancer_member %s
+		balancer_member %s
+	}
+}
+`, port, bs[0].URL, bs[1].URL))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	got := append(sequence(t, base+"/api/x", 2), sequence(t, base+"/x", 2)...)
+	if strings.Join(got, " ") != "b1 b2 b1 b2" {
+		t.Errorf("answers: %v, want b1 b2 b1 b2", got)
+	}
+}

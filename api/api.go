@@ -109,8 +109,10 @@ type Member struct {
 	LBSet         int        `json:"lbset"`
 	Route         string     `json:"route"`
 	Redirect      string     `json:"redirect"`
-	// Status is httpd's status string ("Init Ok "), Flags the set flags as
-	// status letters ("OD"), Usable whether the member can take requests.
+	// Status is httpd's status words ("Init Ok", "Init Dis Err") without
+	// the trailing space httpd prints after each (the balancer-manager page
+	// and its XML keep "Init Ok "); Flags the set flags as status letters
+	// ("OD"); Usable whether the member can take requests.
 	Status      string     `json:"status"`
 	Flags       string     `json:"flags"`
 	Usable      bool       `json:"usable"`
@@ -190,7 +192,7 @@ func NewMember(m balancer.MemberView) Member {
 	am := Member{
 		Name: m.Name, URL: m.Name, LoadFactor: float64(m.LoadFactor) / 100,
 		EffectiveLoadFactor: float64(m.EffectiveLoadFactor) / 100, SlowStart: m.SlowStart.String(), LBSet: m.LBSet,
-		Route: m.Route, Redirect: m.Redirect, Status: m.Status.String(), Flags: m.Status.Letters(),
+		Route: m.Route, Redirect: m.Redirect, Status: strings.TrimSpace(m.Status.String()), Flags: m.Status.Letters(),
 		Usable: m.Status.Usable(), LBStatus: m.LBStatus, Elected: m.Elected, Busy: m.Busy,
 		Transferred: m.Transfer, Read: m.Read, Retries: m.Retries, Retry: m.Retry.String(),
 		Timeout: m.Timeout.String(), Dynamic: m.Dynamic, HCMethod: method, HCURI: hc.URI,

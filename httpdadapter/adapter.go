@@ -50,6 +50,9 @@ func (Adapter) Adapt(body []byte, options map[string]any) ([]byte, []caddyconfig
 		}
 	}
 	r := newHdReader(root, &warnings)
+	if ev := r.debianEnvvars(filepath.Join(root, filepath.Base(name))); ev != nil {
+		r.env = ev.lookup
+	}
 	dirs, err := r.parse(name, body)
 	if err != nil {
 		return nil, warnings, err
@@ -63,6 +66,9 @@ func (Adapter) Adapt(body []byte, options map[string]any) ([]byte, []caddyconfig
 	hdSortWarnings(warnings, r.files)
 	if err != nil {
 		return nil, warnings, err
+	}
+	if w, ok := c.summary(); ok {
+		warnings = append(warnings, w)
 	}
 	return out, warnings, nil
 }
@@ -101,9 +107,13 @@ func (p hdPos) errf(format string, args ...any) error {
 type hdConfig struct {
 	warnings *[]caddyconfig.Warning
 	mainFile string
-	main     *hdScope
-	vhosts   []*hdScope
-	listens  []hdListen
+	// quiet counts what is left out without effect on proxying, by
+	// directive, for the summary warning (notes.go).
+	quiet      map[string]int
+	quietOrder []string
+	main       *hdScope
+	vhosts     []*hdScope
+	listens    []hdListen
 	// balancers in order of first mention; names are unique per scope.
 	balancers []*hdBalancer
 	hcExprs   map[string]string
@@ -156,9 +166,10 @@ type hdPass struct {
 	loc      *hdLocation // set for ProxyPass inside <Location>
 	fake     string      // URL path prefix, or the regular expression
 	regex    bool
-	exclude  bool   // ProxyPass path !
-	balName  string // target balancer name (lower case), or ""
-	realPath string // path of the target after host or balancer name
+	exclude  bool         // ProxyPass path !
+	balName  string       // target balancer name (lower case), or ""
+	realPath string       // path of the target after host or balancer name
+	dyn      *hdDynTarget // a balancer known per request (balancerurl.go), or nil
 	target   *url.URL
 	worker   hdWorkerParams // plain worker parameters (timeout, connectiontimeout)
 }
@@ -268,74 +279,6 @@ var hdReadTimeDirectives = map[string]bool{
 	"define": true, "undefine": true, "serverroot": true, "loadmodule": true,
 }
 
-// hdNotProxy are directives that have nothing to do with the reverse proxy,
-// with the reason they are left out.
-var hdNotProxy = map[string]string{
-	"errorlog": "logging", "customlog": "logging", "transferlog": "logging", "loglevel": "logging",
-	"logformat": "logging", "errorlogformat": "logging", "globallog": "logging", "bufferedlogs": "logging",
-	"pidfile": "process", "user": "process", "group": "process", "defaultruntimedir": "process",
-	"mutex": "process", "serverlimit": "process", "threadsperchild": "process", "maxrequestworkers": "process",
-	"startservers": "process", "minsparethreads": "process", "maxsparethreads": "process",
-	"threadlimit": "process", "maxconnectionsperchild": "process", "maxclients": "process",
-	"minspareservers": "process", "maxspareservers": "process", "maxrequestsperchild": "process",
-	"asyncrequestworkerfactor": "process", "coredumpdirectory": "process", "scoreboardfile": "process",
-	"keepalive": "connection", "maxkeepaliverequests": "connection", "keepalivetimeout": "connection",
-	"hostnamelookups": "server", "servertokens": "server", "serversignature": "server",
-	"serveradmin": "server", "traceenable": "server", "usecanonicalname": "server",
-	"enablesendfile": "server", "enablemmap": "server", "accessfilename": "content",
-	"documentroot": "content", "alias": "content", "aliasmatch": "content", "scriptalias": "content",
-	"redirect": "content", "redirectmatch": "content", "redirectpermanent": "content",
-	"errordocument": "content", "directoryindex": "content", "options": "content",
-	"allowoverride": "content", "addtype": "content", "adddefaultcharset": "content",
-	"addhandler": "content", "addoutputfilter": "content", "addoutputfilterbytype": "content",
-	"typesconfig": "content", "indexoptions": "content", "adddescription": "content",
-	"addicon": "content", "addiconbytype": "content", "addiconbyencoding": "content",
-	"defaulticon": "content", "readmename": "content", "headername": "content",
-	"indexignore": "content", "addlanguage": "content", "addcharset": "content",
-	"languagepriority": "content", "forcelanguagepriority": "content", "setoutputfilter": "content",
-	"browsermatch": "content", "setenvif": "content", "setenvifnocase": "content",
-	"deflatecompressionlevel": "content", "expiresactive": "content", "expiresbytype": "content",
-	"expiresdefault":   "content",
-	"limitrequestbody": "server", "limitrequestfields": "server",
-	"limitrequestline": "server", "limitrequestfieldsize": "server",
-	"sslrandomseed": "tls", "sslsessioncache": "tls", "sslsessioncachetimeout": "tls",
-	"sslpassphrasedialog": "tls", "sslciphersuite": "tls", "sslprotocol": "tls",
-	"sslhonorcipherorder": "tls", "sslcompression": "tls", "sslsessiontickets": "tls",
-	"sslstaplingcache": "tls", "sslusestapling": "tls", "sslcertificatechainfile": "tls",
-	"sslcacertificatefile": "tls", "sslcacertificatepath": "tls", "sslverifyclient": "tls",
-	"sslverifydepth": "tls", "ssloptions": "tls", "sslopensslconfcmd": "tls",
-	"sslproxyverify": "tls", "sslproxycheckpeername": "tls", "sslproxycheckpeercn": "tls",
-	"sslproxycheckpeerexpire": "tls", "sslproxycacertificatefile": "tls", "sslproxycacertificatepath": "tls",
-	"sslproxymachinecertificatefile": "tls", "sslproxyprotocol": "tls", "sslproxyciphersuite": "tls",
-	"rewriteengine": "rewrite", "rewritecond": "rewrite", "rewritebase": "rewrite",
-	"rewriteoptions": "rewrite", "rewritemap": "rewrite",
-	"setenv": "environment", "unsetenv": "environment", "passenv": "environment",
-	"authtype": "authentication", "authname": "authentication", "authuserfile": "authentication",
-	"authgroupfile": "authentication", "authbasicprovider": "authentication",
-	"proxyvia": "proxy", "proxyerroroverride": "proxy", "proxyiobuffersize": "proxy",
-	"proxyreceivebuffersize": "proxy", "proxymaxforwards": "proxy", "proxybadheader": "proxy",
-	"proxystatus": "proxy", "proxypassinterpolateenv": "proxy", "proxyhctpsize": "proxy",
-	"proxysourceaddress": "proxy", "proxyfcgibackendtype": "proxy", "proxyfcgisetenvif": "proxy",
-	"proxyhtmlenable": "proxy", "proxyhtmlurlmap": "proxy", "proxydomain": "proxy",
-	"proxyblock": "proxy", "noproxy": "proxy", "proxy100continue": "proxy", "proxyasyncdelay": "proxy",
-	"proxywebsocketfallbacktoproxyhttp": "proxy", "proxywebsocketidletimeout": "proxy",
-	"protocols": "server", "h2direct": "server",
-}
-
-// hdReasons explains why a category is not translated.
-var hdReasons = map[string]string{
-	"logging":        "Caddy's logs are configured in its logging section",
-	"process":        "Caddy is one process; there is nothing to configure",
-	"connection":     "Caddy keeps client connections alive with its own defaults",
-	"server":         "not part of the reverse-proxy configuration",
-	"content":        "httpd's own content handlers are not translated (use Caddy's file_server, redir, ...)",
-	"tls":            "only SSLEngine, SSLCertificateFile and SSLCertificateKeyFile are translated; configure the rest with Caddy's tls options",
-	"rewrite":        "mod_rewrite is not translated (use Caddy's rewrite and redir handlers)",
-	"environment":    "environment variables are not translated",
-	"authentication": "authentication is not translated (use Caddy's basic_auth or forward_auth)",
-	"proxy":          "this mod_proxy setting has no Caddy equivalent here",
-}
-
 // server reads the directives of the main server or a <VirtualHost>.
 func (c *hdConfig) server(dirs []*hdDirective, s *hdScope) error {
 	for _, d := range dirs {
@@ -378,7 +321,7 @@ func (c *hdConfig) serverDirective(d *hdDirective, s *hdScope) error {
 		case "proxy", "proxymatch":
 			return c.proxySection(d, s)
 		case "directory", "directorymatch", "files", "filesmatch":
-			c.warnSkippedSection(d, "applies to files served by httpd itself, which is not translated")
+			c.summarize(d)
 			return nil
 		case "if", "elseif", "else":
 			if hdHasAccess(d.Body) {
@@ -538,20 +481,6 @@ func (c *hdConfig) serverDirective(d *hdDirective, s *hdScope) error {
 	}
 	c.warnNotTranslated(d)
 	return nil
-}
-
-// warnNotTranslated reports a directive that is left out.
-func (c *hdConfig) warnNotTranslated(d *hdDirective) {
-	p := posOf(d)
-	if cat, ok := hdNotProxy[d.lname()]; ok {
-		c.warn(p, "not translated: %s", hdReasons[cat])
-		return
-	}
-	c.warn(p, "not translated: not a reverse-proxy directive this adapter knows")
-}
-
-func (c *hdConfig) warnSkippedSection(d *hdDirective, why string) {
-	c.warn(posOf(d), "not translated (%d directives inside): %s", hdCount(d.Body), why)
 }
 
 // hdHasAccess reports whether a body holds access-control directives.
@@ -717,7 +646,7 @@ func (c *hdConfig) locationSection(d *hdDirective, s *hdScope) error {
 			case strings.HasPrefix(strings.ToLower(h), "proxy:"):
 				return sp.errf("proxying with SetHandler %q cannot be translated; use ProxyPass", h)
 			default:
-				c.warn(sp, "handler %q is not translated", h)
+				c.summarize(sd) // httpd's own content (server-status, cgi-script, ...)
 			}
 		case "proxypass", "proxypassmatch":
 			pass, err := c.parsePass(sd, s, loc)
@@ -1089,11 +1018,13 @@ func (c *hdConfig) workerParam(p hdPos, wp *hdWorkerParams, kv, u string) error 
 	key = strings.ToLower(key)
 	switch key {
 	case "timeout":
-		t, err := config.ParseSeconds(val)
-		if err != nil || t <= 0 {
-			return p.errf("timeout must be at least one second, not %q", val)
+		// The same rule as a member's timeout (the wait for the response
+		// headers), which it becomes in Caddy.
+		var m config.Member
+		if err := m.SetParam(key, val); err != nil {
+			return p.errf("%v", err)
 		}
-		wp.timeout = t
+		wp.timeout = time.Duration(m.Timeout)
 	case "connectiontimeout":
 		t, err := hdTimeoutParam(val)
 		if err != nil {
@@ -1178,24 +1109,16 @@ func (c *hdConfig) parsePass(d *hdDirective, s *hdScope, loc *hdLocation) (*hdPa
 		kvs = append(kvs, prm)
 	}
 	if hdIsBalancerURL(real) {
-		name, path := hdSplitBalancerURL(real)
-		if strings.Contains(name, "$") {
-			return nil, p.errf("a balancer name cannot come from the regular expression (%q)", real)
+		if dyn := hdDynamicTarget(pass.regex, pass.fake, real); dyn != nil {
+			return c.parseDynamicPass(pass, dyn, real, kvs)
 		}
+		_, path := hdSplitBalancerURL(real)
 		b, err := c.balancerFor(s, real, p)
 		if err != nil {
 			return nil, err
 		}
 		for _, kv := range kvs {
-			key, val, ok := strings.Cut(kv, "=")
-			if !ok || key == "" {
-				return nil, p.errf("invalid parameter %q: must be key=value", kv)
-			}
-			key = strings.ToLower(key)
-			if !hdBalancerKeys[key] {
-				return nil, p.errf("unknown Balancer parameter %q (worker parameters belong on BalancerMember)", key)
-			}
-			if err := c.applyBalancerParam(b, hdParam{pos: p, key: key, val: val}); err != nil {
+			if err := c.passBalancerParam(b, p, kv); err != nil {
 				return nil, err
 			}
 		}
@@ -1347,7 +1270,7 @@ func (c *hdConfig) rewriteRule(d *hdDirective) error {
 			}
 		}
 	}
-	c.warn(p, "not translated: %s", hdReasons["rewrite"])
+	c.warn(p, "not translated: mod_rewrite is not translated (use Caddy's rewrite and redir handlers)")
 	return nil
 }
 

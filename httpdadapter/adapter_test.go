@@ -279,12 +279,22 @@ ErrorLog /var/log/apache2/error.log
     Require all denied
 </Directory>
 ProxyPass / http://127.0.0.1:9000/
+Redirect permanent /old https://example.com/new
+ErrorDocument 503 /maintenance.html
+TraceEnable On
+SetEnv proxy-nokeepalive 1
+SetEnv FOO bar
+SSLProxyVerify none
+Frobnicate yes
+ErrorLog /var/log/apache2/other.log
 `},
 			want: []string{
-				"httpd.conf:2: ServerAdmin: not translated",
-				"httpd.conf:3: DocumentRoot: not translated: httpd's own content handlers",
-				"httpd.conf:4: ErrorLog: not translated: Caddy's logs",
-				"httpd.conf:5: <Directory>: not translated (2 directives inside)",
+				"httpd.conf:10: Redirect: not translated: httpd answers these requests with a redirect itself",
+				"httpd.conf:11: ErrorDocument: not translated: httpd answers this error with its own document",
+				"httpd.conf:13: SetEnv: not translated: the variable proxy-nokeepalive changes how mod_proxy talks to the members",
+				"httpd.conf:15: SSLProxyVerify: not translated: it sets how httpd checks https members",
+				"httpd.conf:16: Frobnicate: not translated: not a reverse-proxy directive this adapter knows",
+				"httpd.conf:0: : not translated (no effect on proxying): ErrorLog ×2, ServerAdmin ×1, DocumentRoot ×1, <Directory> ×1, TraceEnable ×1, SetEnv ×1",
 			},
 		},
 		{
@@ -374,9 +384,39 @@ ProxyPassReverse /s http://static.internal/
 			},
 		},
 		{
+			name: "balancer names cut per request",
+			files: map[string]string{"httpd.conf": `Listen 80
+<Proxy balancer://mycluster>
+    BalancerMember http://10.0.0.2
+</Proxy>
+ProxyPassMatch ^/all(/.*)$ balancer://mycluster$1
+ProxyPassMatch ^/app/(.*)$ balancer://mycluster$1
+ProxyPassMatch ^/s(/.*)$ balancer://mycluster$1 stickysession=JSESSIONID
+ProxyPassMatch ^/n/(.*)$ balancer://nothere$1
+ProxyPass / balancer://mycluster
+`},
+			want: []string{
+				"httpd.conf:6: ProxyPassMatch: the balancer name is cut from balancer://mycluster$1 after the references are filled in",
+				"httpd.conf:7: ProxyPassMatch: stickysession=JSESSIONID: in httpd these parameters go to a balancer named balancer://mycluster$1",
+				"httpd.conf:8: ProxyPassMatch: the balancer name is cut from balancer://nothere$1",
+				"httpd.conf:8: ProxyPassMatch: no balancer's name starts with \"nothere\": httpd answers 500",
+				"httpd.conf:9: ProxyPass: the URL has no '/' after the balancer name and the path \"/\" ends in '/': httpd appends the rest of the request path to the name, so only / itself reaches balancer://mycluster",
+			},
+		},
+		{
+			name:  "balancer without members",
+			files: map[string]string{"httpd.conf": "Listen 80\nProxyPass / balancer://nothing/\n"},
+			want:  []string{"httpd.conf:2: ProxyPass: balancer://nothing has no members (no BalancerMember names it): every request it gets is answered 503, as in httpd"},
+		},
+		{
+			name:  "no Listen and no virtual host",
+			files: map[string]string{"httpd.conf": "ProxyPass / http://10.0.0.9/\n"},
+			want:  []string{"httpd.conf:0: : the configuration has no Listen directive; listening on port 80, httpd's default"},
+		},
+		{
 			name:  "no Listen",
 			files: map[string]string{"site.conf": "<VirtualHost *:8081>\nProxyPass / http://10.0.0.9/\n</VirtualHost>\n"},
-			want:  []string{"site.conf:0: : the configuration has no Listen directive; listening on port(s) 8081"},
+			want:  []string{"site.conf:1: <VirtualHost>: the configuration has no Listen directive; listening on the port(s) of the <VirtualHost> addresses: 8081"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -419,6 +459,10 @@ func TestHttpdErrors(t *testing.T) {
 		{"Listen 80\n<Proxy balancer://x>\n  BalancerMember http://10.0.0.1 frobnicate=1\n</Proxy>\n", `httpd.conf:3: BalancerMember: unknown Worker parameter "frobnicate"`},
 		{"Listen 80\n<Proxy balancer://x>\n  BalancerMember ajp://10.0.0.1:8009\n</Proxy>\n", "httpd.conf:3: BalancerMember: member ajp://10.0.0.1:8009: the ajp scheme cannot be translated"},
 		{"Listen 80\nProxyRequests On\n", "httpd.conf:2: ProxyRequests: forward proxying"},
+		{"Listen 80\n<Proxy balancer://x>\n  BalancerMember 127.0.0.1:9001\n</Proxy>\n", `httpd.conf:3: BalancerMember: invalid member URL "127.0.0.1:9001": it has no scheme; write http://127.0.0.1:9001 (or https://)`},
+		{"Listen 80\nProxyPass / http://127.0.0.1:9001/ timeout=abc\n", `httpd.conf:2: ProxyPass: timeout must be a positive duration (a number of seconds or a duration such as 1500ms), not "abc"`},
+		{"Listen 80\n<Proxy balancer://x>\n  BalancerMember http://10.0.0.1 timeout=abc\n</Proxy>\n", `httpd.conf:3: BalancerMember: timeout must be a positive duration (a number of seconds or a duration such as 1500ms), not "abc"`},
+		{"Listen 80\n<Proxy balancer://x>\n  BalancerMember http://10.0.0.1\n  ProxySet timeout=abc\n</Proxy>\n", `httpd.conf:4: ProxySet: timeout must be a positive duration (a number of seconds or a duration such as 1500ms), not "abc"`},
 		{"Listen 80\n<Proxy balancer://x>\n  BalancerMember http://10.0.0.1\n", "httpd.conf:2: <Proxy>: <Proxy> was not closed"},
 		{"Listen 80\n</Location>\n", "httpd.conf:2: </Location>: closing tag without a matching <Location>"},
 		{"Listen 80\nInclude nothing-here.conf\n", "httpd.conf:2: Include: could not open configuration file"},
@@ -589,7 +633,7 @@ func TestHttpdTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	ws := hdtFormatWarnings(warns, wdir)
-	if len(ws) != 1 || !strings.Contains(ws[0], "httpd.conf:7: SSLProtocol: not translated") {
+	if len(ws) != 1 || !strings.Contains(ws[0], "httpd.conf:0: : not translated (no effect on proxying): SSLProtocol ×1") {
 		t.Errorf("warnings: %q", ws)
 	}
 	s := string(out)
@@ -636,5 +680,211 @@ func hdtSelfSigned(t *testing.T, certFile, keyFile, name string) {
 	}
 	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The tutorials' catch-all ProxyPassMatch adapts without a warning: $1
+// starts with '/', so the balancer is always balancer://mycluster.
+func TestHttpdPassMatchCatchAll(t *testing.T) {
+	out, warns, dir, err := hdtAdaptFiles(t, map[string]string{"httpd.conf": `Listen 80
+<Proxy balancer://mycluster>
+    BalancerMember http://192.168.1.101:8080 route=node1
+    BalancerMember http://192.168.1.102:8080 route=node2
+    ProxySet stickysession=BALANCEID
+</Proxy>
+ProxyPassMatch ^(/.*)$ balancer://mycluster$1
+`}, "httpd.conf")
+	if err != nil {
+		t.Fatalf("adapt: %v", err)
+	}
+	if len(warns) > 0 {
+		t.Errorf("warnings: %q", hdtFormatWarnings(warns, dir))
+	}
+	hdtValidate(t, out)
+}
+
+// hdtCopyTree copies the directory src to dst, symbolic links as links (the
+// relative links of Debian's *-enabled directories keep working).
+func hdtCopyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		switch {
+		case d.Type()&os.ModeSymlink != 0:
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(link, target)
+		case d.IsDir():
+			return os.MkdirAll(target, 0o755)
+		default:
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(target, b, 0o644)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hdtLineOf returns the number of the first line of file that starts with
+// prefix (after white space), or fails.
+func hdtLineOf(t *testing.T, file, prefix string) int {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), prefix) {
+			return i + 1
+		}
+	}
+	t.Fatalf("%s has no line starting with %q", file, prefix)
+	return 0
+}
+
+// A stock Debian /etc/apache2 with the proxy modules enabled (as a2enmod
+// does) and one balancer site: the warnings a user reads are the directives
+// that change how requests are answered, each with file and line, and one
+// summary line for the ~250 that have no effect on proxying. envvars is read
+// as apache2ctl does, so ${APACHE_LOG_DIR} and friends are defined.
+func TestHttpdDebianApache2Conf(t *testing.T) {
+	const etc = "/etc/apache2"
+	if _, err := os.Stat(filepath.Join(etc, "apache2.conf")); err != nil {
+		t.Skipf("needs Debian's apache2 package (%s/apache2.conf): %v", etc, err)
+	}
+	dir := filepath.Join(t.TempDir(), "apache2")
+	hdtCopyTree(t, etc, dir)
+	for _, m := range []string{"proxy.load", "proxy.conf", "proxy_http.load", "proxy_balancer.load", "proxy_balancer.conf",
+		"lbmethod_byrequests.load", "slotmem_shm.load", "headers.load", "rewrite.load"} {
+		if _, err := os.Stat(filepath.Join(dir, "mods-available", m)); err != nil {
+			continue
+		}
+		link := filepath.Join(dir, "mods-enabled", m)
+		_ = os.Remove(link)
+		if err := os.Symlink(filepath.Join("..", "mods-available", m), link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	site := `<VirtualHost *:80>
+	ServerName www.example.com
+	ServerAdmin webmaster@localhost
+	DocumentRoot /var/www/html
+	ErrorLog ${APACHE_LOG_DIR}/error.log
+	CustomLog ${APACHE_LOG_DIR}/access.log combined
+
+	<Proxy balancer://mycluster>
+		BalancerMember http://127.0.0.1:8080 route=node1
+		BalancerMember http://127.0.0.1:8081 route=node2
+		ProxySet stickysession=ROUTEID
+	</Proxy>
+	ProxyPass /balancer-manager !
+	ProxyPass / balancer://mycluster/
+	ProxyPassReverse / balancer://mycluster/
+
+	RewriteEngine On
+	RewriteRule ^/old/(.*)$ /new/$1 [R=301,L]
+	Header always set Strict-Transport-Security "max-age=63072000"
+</VirtualHost>
+`
+	if err := os.WriteFile(filepath.Join(dir, "sites-enabled", "010-balancer.conf"), []byte(site), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	main := filepath.Join(dir, "apache2.conf")
+	body, err := os.ReadFile(main)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, warns, err := Adapter{}.Adapt(body, map[string]any{"filename": main})
+	if err != nil {
+		t.Fatalf("adapt: %v", err)
+	}
+	got := hdtFormatWarnings(warns, dir)
+	want := []string{
+		fmt.Sprintf("conf-enabled/security.conf:%d: TraceEnable: not translated: with TraceEnable Off httpd answers TRACE with 405",
+			hdtLineOf(t, filepath.Join(dir, "conf-enabled", "security.conf"), "TraceEnable Off")),
+		"sites-enabled/010-balancer.conf:18: RewriteRule: not translated: mod_rewrite",
+		"sites-enabled/010-balancer.conf:19: Header: always: applied to proxied responses only",
+		"apache2.conf:0: : not translated (no effect on proxying): AddLanguage ×",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d warnings, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("warning %d:\n got %s\nwant %s...", i+1, got[i], want[i])
+		}
+	}
+	summary := got[len(got)-1]
+	for _, d := range []string{"AddCharset ×", "AddIcon ×", "BrowserMatch ×", "LogFormat ×", "<Directory> ×", "DocumentRoot ×2", "ErrorLog ×3"} {
+		if !strings.Contains(summary, d) {
+			t.Errorf("the summary does not count %q: %s", d, summary)
+		}
+	}
+	if strings.Contains(strings.Join(got, "\n"), "${APACHE_") {
+		t.Errorf("envvars was not read:\n%s", strings.Join(got, "\n"))
+	}
+	if !strings.Contains(string(out), `"url":"http://127.0.0.1:8081"`) {
+		t.Errorf("the balancer is not in the adapted config:\n%s", out)
+	}
+	hdtValidate(t, out)
+}
+
+// envvars is read as apache2ctl sources it: exported variables reach httpd,
+// the multi-instance suffix follows APACHE_CONFDIR, unset removes.
+func TestHttpdEnvvars(t *testing.T) {
+	text, err := os.ReadFile("/etc/apache2/envvars")
+	if err != nil {
+		t.Skipf("needs Debian's apache2 package (/etc/apache2/envvars): %v", err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "envvars"), text, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	read := func() *hdEnvvars {
+		var warns []caddyconfig.Warning
+		r := newHdReader(dir, &warns)
+		ev := r.debianEnvvars(filepath.Join(dir, "apache2.conf"))
+		if ev == nil {
+			t.Fatal("envvars beside apache2.conf was not read")
+		}
+		if len(warns) > 0 {
+			t.Errorf("warnings: %v", warns)
+		}
+		return ev
+	}
+	t.Setenv("HOME", "/root")
+	ev := read()
+	for name, want := range map[string]string{
+		"APACHE_LOG_DIR": "/var/log/apache2", "APACHE_RUN_USER": "www-data", "APACHE_PID_FILE": "/var/run/apache2/apache2.pid",
+	} {
+		if v, ok := ev.lookup(name); !ok || v != want {
+			t.Errorf("${%s} = %q, %v; want %q", name, v, ok, want)
+		}
+	}
+	if v, ok := ev.lookup("HOME"); ok {
+		t.Errorf("${HOME} = %q after envvars' unset HOME", v)
+	}
+	if v, ok := ev.lookup("SUFFIX"); ok {
+		t.Errorf("${SUFFIX} = %q: envvars does not export it", v)
+	}
+	// A second instance, /etc/apache2-foo: its own log directory.
+	t.Setenv("APACHE_CONFDIR", "/etc/apache2-foo")
+	if v, _ := read().lookup("APACHE_LOG_DIR"); v != "/var/log/apache2-foo" {
+		t.Errorf("with APACHE_CONFDIR=/etc/apache2-foo: ${APACHE_LOG_DIR} = %q", v)
+	}
+	// Only a configuration named apache2.conf reads envvars.
+	var warns []caddyconfig.Warning
+	if newHdReader(dir, &warns).debianEnvvars(filepath.Join(dir, "httpd.conf")) != nil {
+		t.Error("envvars read for httpd.conf")
 	}
 }

@@ -160,6 +160,11 @@ func (c *hdConfig) markUsed() {
 			}
 		}
 		for _, p := range passes {
+			if p.dyn != nil {
+				for _, b := range c.dynamicCandidates(s, p.dyn) {
+					b.used = true
+				}
+			}
 			if p.balName == "" {
 				continue
 			}
@@ -175,11 +180,18 @@ func (c *hdConfig) markUsed() {
 func (c *hdConfig) portGroups() []*hdPortGroup {
 	listens := c.listens
 	if len(listens) == 0 {
+		// The warning names the first <VirtualHost> that gives a port; with
+		// none, the main file, without a line: the default applies to the
+		// whole configuration.
 		ports := []string{}
 		seen := map[string]bool{}
+		where := hdPos{File: c.mainFile}
 		for _, v := range c.vhosts {
 			for _, a := range v.addrs {
 				if a.port != "*" && !seen[a.port] {
+					if len(ports) == 0 {
+						where = v.pos
+					}
 					seen[a.port] = true
 					ports = append(ports, a.port)
 				}
@@ -187,11 +199,13 @@ func (c *hdConfig) portGroups() []*hdPortGroup {
 		}
 		if len(ports) == 0 {
 			ports = []string{"80"}
+			c.warn(where, "the configuration has no Listen directive; listening on port 80, httpd's default")
+		} else {
+			c.warn(where, "the configuration has no Listen directive; listening on the port(s) of the <VirtualHost> addresses: %s", strings.Join(ports, ", "))
 		}
 		for _, p := range ports {
 			listens = append(listens, hdListen{port: p, https: p == "443"})
 		}
-		c.warn(hdPos{File: c.mainFile}, "the configuration has no Listen directive; listening on port(s) %s", strings.Join(ports, ", "))
 	}
 	var groups []*hdPortGroup
 	byPort := map[string]*hdPortGroup{}
@@ -524,6 +538,12 @@ func hdPrefixMatcher(p string) map[string]any {
 
 // passMatcher matches the requests of a ProxyPass.
 func (e *hdEmitter) passMatcher(p *hdPass) map[string]any {
+	if p.dyn != nil && p.dyn.appendRest {
+		// The rest of the path after the ProxyPass path is part of the
+		// mapped URL (balancerurl.go).
+		e.regexN++
+		return map[string]any{"path_regexp": map[string]any{"name": fmt.Sprintf("pp%d", e.regexN), "pattern": "^" + regexp.QuoteMeta(p.fake) + "(.*)$"}}
+	}
 	if p.regex {
 		e.regexN++
 		return map[string]any{"path_regexp": map[string]any{"name": fmt.Sprintf("pp%d", e.regexN), "pattern": p.fake}}
@@ -538,13 +558,15 @@ func (e *hdEmitter) passMatcher(p *hdPass) map[string]any {
 // of a <Proxy> section's access rules.
 func (e *hdEmitter) passRoutes(eff *hdEff, p *hdPass, set map[string]any, exclusions, locAccess []any) ([]any, error) {
 	c := e.c
-	var routes []any
 	base := map[string]any{}
 	for k, v := range set {
 		base[k] = v
 	}
 	if len(exclusions) > 0 {
 		base["not"] = append([]any(nil), exclusions...)
+	}
+	if p.dyn != nil {
+		return e.dynamicPassRoutes(eff, p, set, base, locAccess)
 	}
 
 	// The target as <Proxy> sections see it.
@@ -558,34 +580,60 @@ func (e *hdEmitter) passRoutes(eff *hdEff, p *hdPass, set map[string]any, exclus
 	} else {
 		targetURL = p.target.String()
 	}
+	handlers := e.pathRewrites(p, set)
+	deny, h, err := e.targetHandler(eff, p, b, targetURL, set, locAccess)
+	if err != nil {
+		return nil, err
+	}
+	var routes []any
+	if deny != nil {
+		// Checked before the ProxyPass's own route: the request's other
+		// matchers, minus the exclusions, decide as for the route itself.
+		for k, v := range set {
+			deny[k] = v
+		}
+		deny["not"] = append(append([]any(nil), exclusions...), hdSetsOf(deny["not"])...)
+		if len(deny["not"].([]any)) == 0 {
+			delete(deny, "not")
+		}
+		routes = append(routes, hdRoute(deny, hdForbidden()))
+	}
+	handlers = append(handlers, h)
+	routes = append(routes, hdRoute(base, handlers...))
+	return routes, nil
+}
+
+// hdSetsOf returns the matcher sets of a "not" value ([]any), or none.
+func hdSetsOf(v any) []any {
+	sets, _ := v.([]any)
+	return sets
+}
+
+// targetHandler writes what serves a request of ProxyPass p once its
+// target URL is known (b is its balancer; nil for a plain URL): the handler,
+// and the matcher set under which a <Proxy> section's access rules refuse
+// it with 403 (nil if they do not), without the ProxyPass's own matchers.
+func (e *hdEmitter) targetHandler(eff *hdEff, p *hdPass, b *hdBalancer, targetURL string, set map[string]any, locAccess []any) (map[string]any, any, error) {
 	sects := hdMatchingProxies(eff.proxies, targetURL)
 
 	// <Proxy> access: the last matching section with rules, unless a
 	// <Location> with rules covers the request (it wins).
+	var deny map[string]any
 	for i := len(sects) - 1; i >= 0; i-- {
 		a := sects[i].access
 		if a == nil {
 			continue
 		}
 		if a.cond.op != "true" {
-			deny := map[string]any{}
-			for k, v := range set {
-				deny[k] = v
-			}
-			not := append(append([]any(nil), exclusions...), locAccess...)
+			not := append([]any(nil), locAccess...)
 			if a.cond.op != "false" {
 				not = append(not, a.cond.matcherSets()...)
 			}
-			if len(not) > 0 {
-				deny["not"] = not
-			}
-			routes = append(routes, hdRoute(deny, hdForbidden()))
+			deny = map[string]any{"not": not}
 		}
 		break
 	}
 
-	var handlers []any
-	handlers = append(handlers, e.pathRewrites(p, set)...)
 	locs := hdCovering(eff.locations, p)
 	var hdrs []*hdHeaderOp
 	hdrs = append(hdrs, eff.headers...)
@@ -611,17 +659,12 @@ func (e *hdEmitter) passRoutes(eff *hdEff, p *hdPass, set map[string]any, exclus
 	case p.balName != "" && b == nil:
 		e.warnOnce(p.pos, "balancer://%s is not visible in this virtual host (BalancerInherit and ProxyPassInherit are Off): httpd answers 500", p.balName)
 		h = map[string]any{"handler": "static_response", "status_code": 500}
-	case p.balName != "":
+	case b != nil:
 		h, err = e.balancerHandler(eff, p, b, hdrs, reverses, cookieDomain, cookiePath)
 	default:
 		h, err = e.plainHandler(eff, p, hdRegexName(set), hdrs, reverses, cookieDomain, cookiePath)
 	}
-	if err != nil {
-		return nil, err
-	}
-	handlers = append(handlers, h)
-	routes = append(routes, hdRoute(base, handlers...))
-	return routes, nil
+	return deny, h, err
 }
 
 // hdMatchingProxies returns the <Proxy> sections whose URL matches target.
@@ -848,7 +891,7 @@ func (e *hdEmitter) defineBalancer(h *config.Balancer, b *hdBalancer) {
 		}
 	}
 	if len(h.Members) == 0 {
-		e.warnOnce(b.pos, "balancer://%s has no members: every request answers 503", b.name)
+		e.warnOnce(b.pos, "balancer://%s has no members (no BalancerMember names it): every request it gets is answered 503, as in httpd", b.name)
 	}
 }
 
@@ -1077,7 +1120,10 @@ var hdKnownDirectives = func() map[string]struct{} {
 	} {
 		m[n] = struct{}{}
 	}
-	for n := range hdNotProxy {
+	for n := range hdQuiet {
+		m[n] = struct{}{}
+	}
+	for n := range hdLoud {
 		m[n] = struct{}{}
 	}
 	return m

@@ -96,7 +96,8 @@ type hdtStep struct {
 type hdtScenario struct {
 	conf     string // file in testdata
 	backends []string
-	defines  map[string]string // more Defines
+	defines  map[string]string  // more Defines
+	modules  []httpdtest.Module // more modules for the httpd side
 	steps    []hdtStep
 	// bodyFilter picks what of a body to compare when step.body is set.
 	bodyFilter func(string) string
@@ -291,7 +292,7 @@ func hdtRunHTTPD(t *testing.T, sc *hdtScenario) []hdtOutcome {
 	side := hdtNewSide(t, sc)
 	dir := t.TempDir()
 	var b strings.Builder
-	b.WriteString(httpdtest.Preamble(dir, hdtHTTPDModules))
+	b.WriteString(httpdtest.Preamble(dir, append(append([]httpdtest.Module(nil), hdtHTTPDModules...), sc.modules...)))
 	b.WriteString(side.defines(sc))
 	fmt.Fprintf(&b, "Include %q\n", hdtConfPath(t, sc.conf))
 	proc, err := httpdtest.Start(dir, b.String())
@@ -592,6 +593,93 @@ func TestHttpdIPVhostAnyAddress(t *testing.T) {
 			{path: "/a", host: "star.example"},
 			{path: "/b", host: "ip.example", via: "127.0.0.2"},
 			{path: "/c", via: "127.0.0.2"},
+		},
+	})
+}
+
+// The catch-all ProxyPassMatch of many tutorials, verbatim: $1 fills in the
+// end of the balancer URL, httpd cuts the name after it, and the member sees
+// the whole path; the sticky cookie (BALANCEID, no route cookie set by
+// httpd here) and the URL parameter stick.
+func TestHttpdGuidePassMatch(t *testing.T) {
+	hdtCompare(t, &hdtScenario{
+		conf:     "guide_passmatch.conf",
+		backends: []string{"NODE1", "NODE2"},
+		steps: []hdtStep{
+			{path: "/", n: 2},
+			{path: "/foo", n: 2},
+			{path: "/foo/bar.html?x=1"},
+			{path: "/foo", cookie: "BALANCEID=x.node2", n: 2},
+			{path: "/foo", cookie: "BALANCEID=x.node1", n: 2},
+			{path: "/a/b?BALANCEID=x.node2"},
+			{path: "/redirect"},
+			{down: []string{"NODE2"}},
+			{path: "/foo", cookie: "BALANCEID=x.node2"},
+		},
+	})
+}
+
+// mod_proxy_balancer's manual example: ProxyPass "/test" "balancer://mycluster"
+// (no '/' after the name), the route cookie set by mod_headers.
+func TestHttpdGuideModProxyBalancer(t *testing.T) {
+	hdtCompare(t, &hdtScenario{
+		conf:     "guide_mod_proxy_balancer.conf",
+		backends: []string{"M1", "M2"},
+		steps: []hdtStep{
+			{path: "/test", n: 2},
+			{path: "/test/", n: 2},
+			{path: "/test/a/b?q=1"},
+			{path: "/test/x", cookie: "ROUTEID=.2", n: 2},
+			{path: "/test/redirect", cookie: "ROUTEID=.1"},
+			{path: "/testx"},
+			{path: "/other"},
+		},
+	})
+}
+
+// mod_proxy_hcheck's manual example: ProxyPass "/" "balancer://foo" sends
+// only / to balancer://foo; /x names balancer://foox, which does not exist.
+func TestHttpdGuideHcheck(t *testing.T) {
+	hdtCompare(t, &hdtScenario{
+		conf:     "guide_hcheck.conf",
+		backends: []string{"W1", "W2", "W3", "W4"},
+		modules:  []httpdtest.Module{{Name: "proxy_hcheck_module", File: "mod_proxy_hcheck.so"}},
+		steps: []hdtStep{
+			{path: "/", n: 5},
+			{path: "/x"},
+			{path: "/foo/bar"},
+		},
+	})
+}
+
+// Every form of a balancer URL whose name is only known per request.
+func TestHttpdBalancerNames(t *testing.T) {
+	hdtCompare(t, &hdtScenario{
+		conf:     "balancer_names.conf",
+		backends: []string{"A1", "A2", "F1"},
+		steps: []hdtStep{
+			{path: "/m1"},
+			{path: "/m1/a/b"},
+			{path: "/m2/x"},
+			{path: "/m2/foo/bar?q=1"},
+			{path: "/m2/"},
+			{path: "/m3/mycluster/z"},
+			{path: "/m3/MyClusterFoo/q"},
+			{path: "/m3/nothing/q"},
+			{path: "/m4/a"},
+			{path: "/m5/a/b?q=1"},
+			{path: "/m6/foo/bar"},
+			{path: "/m6//bar"},
+			{path: "/m6/x/bar"},
+			{path: "/p1"},
+			{path: "/p1/x"},
+			{path: "/p2/"},
+			{path: "/p2/x"},
+			{path: "/p2/foo/y"},
+			{path: "/p3/x"},
+			{path: "/l1/"},
+			{path: "/l1/foo/z"},
+			{path: "/l1/x"},
 		},
 	})
 }

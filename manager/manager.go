@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 
 	"go.uber.org/zap"
@@ -78,13 +79,6 @@ func Serve(w http.ResponseWriter, r *http.Request, opt Options) {
 		push2table(r.URL.RawQuery, params, getKeys)
 	}
 
-	// The Referer gate (httpd 2.4.41+, AH10187).
-	if len(params) > 0 && !refererAllowed(r, opt.StrictReferer) {
-		logger.Debug("balancer-manager: parameters dropped, the Referer does not name this host",
-			zap.String("referer", r.Header.Get("Referer")), zap.String("host", r.Host))
-		clear(params)
-	}
-
 	var bals []*balancer.Balancer
 	if opt.Balancers != nil {
 		bals = opt.Balancers()
@@ -92,30 +86,22 @@ func Serve(w http.ResponseWriter, r *http.Request, opt Options) {
 	if len(opt.Only) > 0 {
 		bals = only(bals, opt.Only)
 	}
-	var bsel *balancer.Balancer
-	if name, ok := params["b"]; ok {
-		name, _, _ = strings.Cut(strings.ToLower(name), "/")
-		for _, b := range bals {
-			if b.Name() == name {
-				bsel = b
-				break
-			}
+
+	// The Referer gate (httpd 2.4.41+, AH10187): it drops the parameters
+	// silently, as httpd does; the log says why when they would have changed
+	// something.
+	if len(params) > 0 && !refererAllowed(r, opt.StrictReferer) {
+		if b, _, ok := resolve(bals, params); ok && changes(b, params) {
+			warnRefused(logger, r, b.Name())
 		}
-	}
-	var wsel *balancer.Member
-	if v, ok := params["w"]; ok && bsel != nil {
-		wsel = bsel.FindMember(v)
+		clear(params)
 	}
 
-	// The nonce gate: changes need the balancer's nonce, which must not be
-	// empty (nonce=None makes the manager read-only, httpd 2.4.49+).
-	if bsel != nil {
-		nonce := bsel.Nonce()
-		if given, ok := params["nonce"]; ok && nonce != "" && given == nonce {
-			if err := apply(bsel, wsel, params, r.RemoteAddr, logger); err != nil {
-				writeBadRequest(w, err)
-				return
-			}
+	bsel, wsel, nonceOK := resolve(bals, params)
+	if nonceOK {
+		if err := apply(bsel, wsel, params, r.RemoteAddr, logger); err != nil {
+			writeBadRequest(w, err)
+			return
 		}
 	}
 
@@ -141,6 +127,76 @@ func Serve(w http.ResponseWriter, r *http.Request, opt Options) {
 	if r.Method != http.MethodHead {
 		_, _ = io.WriteString(w, page.html())
 	}
+}
+
+// resolve finds the balancer (b) and member (w) the parameters name, and
+// whether the nonce gate lets them change it: the balancer's nonce, which
+// must not be empty (nonce=None makes the manager read-only, httpd 2.4.49+).
+func resolve(bals []*balancer.Balancer, params map[string]string) (*balancer.Balancer, *balancer.Member, bool) {
+	var bsel *balancer.Balancer
+	if name, ok := params["b"]; ok {
+		name, _, _ = strings.Cut(strings.ToLower(name), "/")
+		for _, b := range bals {
+			if b.Name() == name {
+				bsel = b
+				break
+			}
+		}
+	}
+	if bsel == nil {
+		return nil, nil, false
+	}
+	var wsel *balancer.Member
+	if v, ok := params["w"]; ok {
+		wsel = bsel.FindMember(v)
+	}
+	nonce := bsel.Nonce()
+	given, ok := params["nonce"]
+	return bsel, wsel, ok && nonce != "" && given == nonce
+}
+
+// changes reports whether params, past both gates, carry a change of b:
+// a worker or balancer field, or a member to add. The page's own links
+// (b, w and nonce only) do not.
+func changes(b *balancer.Balancer, params map[string]string) bool {
+	v := b.View()
+	var wv *balancer.MemberView
+	if w := b.FindMember(params["w"]); w != nil {
+		for i := range v.Members {
+			if v.Members[i].Name == w.Name() {
+				wv = &v.Members[i]
+			}
+		}
+	}
+	edit, add := formEdit(v, wv, params)
+	if add != nil {
+		return true
+	}
+	for _, me := range edit.Members {
+		if !reflect.DeepEqual(me, balancer.MemberEdit{Name: me.Name}) {
+			return true
+		}
+	}
+	edit.Members = nil
+	return !edit.Empty()
+}
+
+// warnRefused logs a change that the Referer gate dropped: the page and
+// httpd say nothing, so the operator who sees nothing change finds the
+// reason and the fix here.
+func warnRefused(logger *zap.Logger, r *http.Request, name string) {
+	ref := r.Header.Get("Referer")
+	fields := []zap.Field{zap.String("balancer", name), zap.String("remote", r.RemoteAddr), zap.String("host", r.Host)}
+	if ref == "" {
+		logger.Warn("balancer-manager: change ignored: the request has no Referer, and as in httpd (2.4.41+) the "+
+			"manager drops the parameters of a request whose Referer does not name this host; send one "+
+			"(curl -e http://"+r.Host+"/balancer-manager ...), or point scripts at the balancer-manager on "+
+			"Caddy's admin endpoint, which accepts requests without a Referer", fields...)
+		return
+	}
+	logger.Warn("balancer-manager: change ignored: the Referer does not name this host, and as in httpd the "+
+		"manager drops the parameters of such a request (a cross-site request guard); send a Referer naming "+
+		"the host the request is sent to", append(fields, zap.String("referer", ref))...)
 }
 
 // apply makes the changes of a request that passed both gates: the worker
