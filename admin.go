@@ -1,6 +1,7 @@
 package caddybalancer
 
 import (
+	"context"
 	"net/http"
 	"os"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lbset/caddy-balancer/api"
+	"github.com/lbset/caddy-balancer/balancer"
+	"github.com/lbset/caddy-balancer/fleet"
 	"github.com/lbset/caddy-balancer/live"
 	"github.com/lbset/caddy-balancer/manager"
 )
@@ -55,7 +58,7 @@ func (a *AdminManager) Provision(ctx caddy.Context) error {
 
 // Routes returns the admin routes.
 func (a *AdminManager) Routes() []caddy.AdminRoute {
-	apiHandler := api.Handler{Balancers: liveBalancers, Logger: a.logger, Node: nodeName()}
+	apiHandler := api.Handler{Balancers: liveBalancers, Logger: a.logger, Node: nodeName(), Peers: fleetPeers}
 	serveAPI := caddy.AdminHandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		apiHandler.ServeHTTP(w, r)
 		return nil
@@ -100,6 +103,35 @@ func nodeName() string {
 		return h
 	}
 	return "local"
+}
+
+// fleetPeers is the JSON API's view of the fleet for a drain: this node's ID
+// and the other nodes' reports on the member, if b is shared with a fleet.
+func fleetPeers(ctx context.Context, b *balancer.Balancer, member string) (string, []api.DrainNode, error) {
+	var n *fleet.Node
+	balancers.Range(func(_, v any) bool {
+		if e := v.(*registryEntry); e.bal == b {
+			e.mu.Lock()
+			n = e.fleet
+			e.mu.Unlock()
+			return false
+		}
+		return true
+	})
+	if n == nil {
+		return "", nil, nil
+	}
+	ps, err := n.Peers(ctx, b.Name(), member)
+	if err != nil {
+		return n.ID(), nil, err
+	}
+	out := make([]api.DrainNode, len(ps))
+	for i, p := range ps {
+		seen := p.Seen.UTC()
+		out[i] = api.DrainNode{Node: p.Node, InFlight: p.InFlight, Draining: p.Draining,
+			Drained: p.Draining && p.InFlight == 0, Stale: p.Stale, LastSeen: &seen}
+	}
+	return n.ID(), out, nil
 }
 
 // serverVersion is the manager page's "Server Version:" line.

@@ -1,6 +1,7 @@
 package caddybalancer
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -406,5 +407,64 @@ func TestFleetDemo(t *testing.T) {
 		if r.Status != 200 || strings.TrimSpace(r.Body) == "f1" {
 			t.Fatalf("B's front end answered %d %q after f1 was drained on A", r.Status, r.Body)
 		}
+	}
+}
+
+// TestFleetDrainWaitsForEveryNode: a drain started on A waits for the
+// member's requests in flight on B too, and says so per node.
+func TestFleetDrainWaitsForEveryNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts Caddy processes")
+	}
+	rs := redistest.Start(t)
+	bs := startBackends(t, 2)
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	bs[0].SetHandler(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	})
+	f := &fleetSetup{t: t, store: "\t\tredis " + rs.Addr, members: bs}
+	a, b := f.start("a"), f.start("b")
+	// One request held in flight to r1 on B.
+	held := make(chan error, 1)
+	for {
+		go func() {
+			resp, err := http.Get("http://" + b.site + "/")
+			if err == nil {
+				resp.Body.Close()
+			}
+			held <- err
+		}()
+		select {
+		case <-entered:
+		case <-held:
+			continue // served by r2
+		}
+		break
+	}
+	drainURL := a.api() + "/members/r1/drain"
+	var d api.Drain
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r := adminDo(t, "POST", drainURL, "")
+		if err := json.Unmarshal([]byte(r.Body), &d); err != nil || r.Status != 202 {
+			t.Fatalf("drain without wait: %d %s", r.Status, r.Body)
+		}
+		if len(d.Nodes) == 2 && d.Nodes[1].Node == "b" && d.Nodes[1].Draining && d.Nodes[1].InFlight == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B never reported r1 draining with its request in flight: %+v", d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if d.Drained || d.InFlight != 1 || d.Nodes[0].Node != "a" || !d.Nodes[0].Drained {
+		t.Fatalf("drain answer while B holds a request: %+v", d)
+	}
+	close(release)
+	<-held
+	r := adminDo(t, "POST", drainURL+"?wait=10s", "")
+	if err := json.Unmarshal([]byte(r.Body), &d); err != nil || r.Status != 200 || !d.Drained || d.InFlight != 0 {
+		t.Fatalf("drain with wait after B's request ended: %d %s", r.Status, r.Body)
 	}
 }

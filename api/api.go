@@ -7,6 +7,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,6 +47,11 @@ type Handler struct {
 	Logger *zap.Logger
 	// Node names this Caddy in the answers that report per node (drain).
 	Node string
+	// Peers returns, when b is shared with a fleet, this node's ID in the
+	// fleet and the other nodes' part in the drain of a member of b, so
+	// that a drain waits for every node; self "" when b is not shared. Nil:
+	// this node only.
+	Peers func(ctx context.Context, b *balancer.Balancer, member string) (self string, peers []DrainNode, err error)
 }
 
 // Balancer is a balancer in the JSON API.

@@ -31,13 +31,28 @@ import (
 
 // DrainNode is one Caddy node's part of a drain.
 type DrainNode struct {
-	// Node names the node (the host name of the machine Caddy runs on).
+	// Node names the node: its fleet node ID, or the host name of the
+	// machine Caddy runs on.
 	Node string `json:"node"`
 	// InFlight is the member's requests in flight on that node.
 	InFlight int64 `json:"in_flight"`
 	// Drained: on that node the member is draining with no request in flight.
 	Drained bool `json:"drained"`
+	// Draining is false on a node the drain has not reached yet (a fleet
+	// node that has not applied the change).
+	Draining bool `json:"draining"`
+	// Stale: the node has not reported for a while (it is likely gone); it
+	// does not hold the drain up. LastSeen is its last report.
+	Stale    bool       `json:"stale,omitempty"`
+	LastSeen *time.Time `json:"last_seen,omitempty"`
 }
+
+// peerPoll is how often a drain that waits for a fleet's other nodes reads
+// their reports; peerRead bounds one read.
+const (
+	peerPoll = 100 * time.Millisecond
+	peerRead = 2 * time.Second
+)
 
 // Drain is the answer of POST /balancers/{name}/members/{member}/drain.
 type Drain struct {
@@ -96,15 +111,27 @@ func (h Handler) drain(b *balancer.Balancer, m *balancer.Member, r *http.Request
 	defer cancel()
 	start := time.Now()
 	inFlight, err := m.WaitDrained(ctx)
-	out := Drain{
-		Balancer: b.Name(), Member: m.Name(), Drained: err == nil, InFlight: inFlight,
-		Waited: time.Since(start).Round(time.Millisecond).String(),
-	}
+	self, peers, perr := h.waitPeers(ctx, r.Context(), b, m.Name(), err == nil)
 	node := h.Node
+	if self != "" {
+		node = self
+	}
 	if node == "" {
 		node = "local"
 	}
-	out.Nodes = []DrainNode{{Node: node, InFlight: inFlight, Drained: err == nil}}
+	local := DrainNode{Node: node, InFlight: inFlight, Drained: err == nil, Draining: true}
+	out := Drain{Balancer: b.Name(), Member: m.Name(), Nodes: append([]DrainNode{local}, peers...)}
+	out.Drained = err == nil && perr == nil
+	for _, n := range out.Nodes {
+		out.InFlight += n.InFlight
+		if !n.Stale && !n.Drained {
+			out.Drained = false
+		}
+	}
+	out.Waited = time.Since(start).Round(time.Millisecond).String()
+	if err == nil && !out.Drained {
+		err = context.DeadlineExceeded // a peer is not drained yet
+	}
 	switch {
 	case err == nil:
 		return http.StatusOK, out, nil
@@ -117,6 +144,43 @@ func (h Handler) drain(b *balancer.Balancer, m *balancer.Member, r *http.Request
 	case wait == 0:
 		return http.StatusAccepted, out, nil
 	}
-	out.Error = fmt.Sprintf("member %s still has %d requests in flight after %s", m.Name(), inFlight, wait)
+	out.Error = fmt.Sprintf("member %s still has %d requests in flight after %s", m.Name(), out.InFlight, wait)
+	if perr != nil {
+		out.Error = fmt.Sprintf("member %s: the fleet's other nodes could not be asked: %v", m.Name(), perr)
+	} else if out.InFlight == 0 {
+		out.Error = fmt.Sprintf("member %s: the drain has not reached every node after %s", m.Name(), wait)
+	}
 	return http.StatusConflict, out, nil
+}
+
+// waitPeers waits, while ctx lasts, until every other node of the fleet
+// (those that reported recently) has the member draining with nothing in
+// flight, and returns their part. With localDone false, or ctx over, it
+// reads their state once (within the request's context reqCtx).
+func (h Handler) waitPeers(ctx, reqCtx context.Context, b *balancer.Balancer, member string, localDone bool) (string, []DrainNode, error) {
+	if h.Peers == nil {
+		return "", nil, nil
+	}
+	for {
+		readCtx, cancel := context.WithTimeout(reqCtx, peerRead)
+		self, peers, err := h.Peers(readCtx, b, member)
+		cancel()
+		if err != nil || self == "" || !localDone {
+			return self, peers, err
+		}
+		done := true
+		for _, p := range peers {
+			if !p.Stale && !p.Drained {
+				done = false
+			}
+		}
+		if done {
+			return self, peers, nil
+		}
+		select {
+		case <-ctx.Done():
+			return self, peers, nil
+		case <-time.After(peerPoll):
+		}
+	}
 }

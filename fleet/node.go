@@ -49,6 +49,7 @@ type Node struct {
 
 	out atomic[output]
 
+	ctx    context.Context // ends with Close
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -95,7 +96,7 @@ func New(cfg Config, id string, st Storage) (*Node, error) {
 	}
 	n.out.Store(&output{logger: zap.NewNop()})
 	ctx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
+	n.ctx, n.cancel = ctx, cancel
 	go n.run(ctx)
 	return n, nil
 }
@@ -145,6 +146,7 @@ func (n *Node) Attach(b *balancer.Balancer) {
 	n.apply(b, rs)
 	n.updateDurability()
 	go func() {
+		n.report(n.ctx) // the fleet knows this node has the balancer at once
 		n.readBalancers([]string{b.Name()})
 		n.flush()
 	}()
