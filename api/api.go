@@ -494,10 +494,7 @@ func (h Handler) patchBalancer(b *balancer.Balancer, r *http.Request) error {
 	}
 	e := balancer.Edit{LBMethod: p.LBMethod, NoFailover: p.NoFailover, ForceRecovery: p.ForceRecovery, MaxAttempts: p.MaxAttempts}
 	if p.StickySession != nil {
-		ss := balancer.StickySession{Cookie: *p.StickySession, Path: *p.StickySession}
-		if cookie, path, ok := strings.Cut(*p.StickySession, "|"); ok {
-			ss = balancer.StickySession{Cookie: cookie, Path: path}
-		}
+		ss := balancer.ParseStickySession(*p.StickySession)
 		e.StickySession = &ss
 	}
 	if p.Timeout.set {

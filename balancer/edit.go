@@ -3,6 +3,7 @@ package balancer
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -74,6 +75,18 @@ type StickySession struct {
 	Cookie string
 	// Path is the URL parameter name.
 	Path string
+}
+
+// ParseStickySession reads a stickysession value as httpd's
+// set_balancer_param does: "COOKIE|param" names the cookie and the URL
+// parameter, "NAME" names both, and "" names neither. Everything after the
+// first '|' is the parameter, even when that is empty ("COOKIE|": no URL
+// parameter).
+func ParseStickySession(s string) StickySession {
+	if cookie, path, ok := strings.Cut(s, "|"); ok {
+		return StickySession{Cookie: cookie, Path: path}
+	}
+	return StickySession{Cookie: s, Path: s}
 }
 
 // MemberEdit changes one member.

@@ -80,9 +80,6 @@ func configuredParams(cfg Config) SnapshotParams {
 	if p.LBMethod == "" {
 		p.LBMethod = "byrequests"
 	}
-	if p.StickySession != "" && p.StickyPath == "" {
-		p.StickyPath = p.StickySession
-	}
 	if !cfg.NonceSet {
 		p.Nonce = ""
 	}

@@ -213,11 +213,8 @@ func (b *Balancer) Engine() (balancer.Config, error) {
 		cfg.Name = DefaultName(b.Members)
 	}
 	if b.StickySession != "" {
-		cookie, path, _ := strings.Cut(b.StickySession, "|")
-		cfg.StickySession, cfg.StickyPath = cookie, path
-		if path == "" {
-			cfg.StickyPath = cookie
-		}
+		ss := balancer.ParseStickySession(b.StickySession)
+		cfg.StickySession, cfg.StickyPath = ss.Cookie, ss.Path
 	}
 	switch sep := b.StickySessionSep; {
 	case sep == "":
@@ -341,11 +338,11 @@ func (b *Balancer) SetParam(key, val string) error {
 		}
 		b.LBMethod = m
 	case "stickysession":
-		cookie, param, _ := strings.Cut(val, "|")
-		if cookie == "" {
+		ss := balancer.ParseStickySession(val)
+		if ss.Cookie == "" {
 			return balancer.Invalid("stickysession", val)
 		}
-		if err := balancer.CheckStickySession(cookie, param); err != nil {
+		if err := balancer.CheckStickySession(ss.Cookie, ss.Path); err != nil {
 			return err
 		}
 		b.StickySession = val

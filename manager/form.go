@@ -225,11 +225,9 @@ func balancerEdit(e *balancer.Edit, v balancer.View, p map[string]string) {
 	// and URL parameter name unless it holds '|', which splits it. No white
 	// space is trimmed; a value of 63 characters or more is ignored.
 	if s, ok := p["b_ss"]; ok && s != "" && len(s) < 63 {
-		ss := balancer.StickySession{Cookie: s, Path: s}
+		ss := balancer.ParseStickySession(s)
 		if s == "-" {
 			ss = balancer.StickySession{}
-		} else if cookie, path, ok := strings.Cut(s, "|"); ok {
-			ss = balancer.StickySession{Cookie: cookie, Path: path}
 		}
 		e.StickySession = &ss
 	}
